@@ -1,0 +1,22 @@
+/*
+ * mmap_region.h - address-space reservations for the library's own memory.
+ *
+ * Everything libuzswap keeps (pool pages, handle tables, codec buffers) lives
+ * in anonymous mappings it reserves itself, never in the C heap: the shim's
+ * fault-service threads must not touch memory that an application's allocator
+ * owns or that could be missing.  A reservation is PROT_READ|PROT_WRITE and
+ * MAP_NORESERVE, so only the pages actually touched cost memory.
+ */
+#ifndef UZS_MMAP_REGION_H
+#define UZS_MMAP_REGION_H
+
+#include <stddef.h>
+
+/* Reserve len bytes (rounded up to pages); NULL on failure. */
+void *uzs_region_reserve(size_t len);
+void uzs_region_unreserve(void *addr, size_t len);
+
+/* Give the pages back to the OS; the range stays reserved and reads as zero. */
+void uzs_region_discard(void *addr, size_t len);
+
+#endif
