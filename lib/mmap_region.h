@@ -11,6 +11,10 @@
 #define UZS_MMAP_REGION_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+/* What /proc/self/maps calls our mappings: "[anon:" UZS_REGION_NAME "]". */
+#define UZS_REGION_NAME "uzswap"
 
 /* Reserve len bytes (rounded up to pages); NULL on failure. */
 void *uzs_region_reserve(size_t len);
@@ -18,5 +22,12 @@ void uzs_region_unreserve(void *addr, size_t len);
 
 /* Give the pages back to the OS; the range stays reserved and reads as zero. */
 void uzs_region_discard(void *addr, size_t len);
+
+/*
+ * The first of our reservations overlapping [start, end): returns its end
+ * and stores its start, or returns 0 if none overlaps.
+ */
+uintptr_t uzs_region_own_overlap(uintptr_t start, uintptr_t end,
+				 uintptr_t *own_start);
 
 #endif

@@ -1,0 +1,339 @@
+/*
+ * engine.c - the engine's lifecycle: setup, threads, stats, fork.
+ *
+ * Threads
+ * -------
+ * Two, both with stacks and state of their own (mmap'd, named [anon:uzswap],
+ * never managed), all signals blocked, so they never touch memory that could
+ * be missing and never run an application's signal handler:
+ *  - the fault thread (fault.c) serves the application's userfaultfd;
+ *  - the reclaim thread (reclaim.c) finds new mappings, ages pages
+ *    (policy.c) and takes cold ones out.
+ * Neither ever needs a lock an application thread can hold: the only lock is
+ * the engine's, which application threads take only in the fork hooks below.
+ *
+ * Fork
+ * ----
+ * The child of a fork gets a copy of the address space without our
+ * userfaultfd registration, so a page we had taken out would read as zeros
+ * there.  Before the fork (pthread_atfork prepare) every taken-out page is
+ * therefore put back, and the engine lock is held across the fork so nothing
+ * is taken out again until both sides have returned.  The child then starts
+ * an engine of its own; the parent goes on, and takes the pages out again
+ * (MADV_POPULATE_WRITE breaks the fork's sharing first, see reclaim.c).
+ * This costs a burst of decompression at fork; handing the child its
+ * registration (UFFD_EVENT_FORK) instead is future work.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine_internal.h"
+#include "mmap_region.h"
+
+#define THREAD_STACK (256u << 10)
+#define VICTIMS_CAP (64u << 10)     /* 256 MiB taken out per round at most */
+
+uint64_t uzs_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void uzs_log(struct uzs_engine *e, enum uzs_log_level level,
+	     const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	if (e && level > e->cfg.log_level)
+		return;
+	n = snprintf(buf, sizeof(buf), "uzswap[%d]: ", (int)getpid());
+	va_start(ap, fmt);
+	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	if (write(STDERR_FILENO, buf, (size_t)n) < 0)
+		(void)0;    /* nowhere else to say it */
+}
+
+void uzs_kick_reclaim(struct uzs_engine *e)
+{
+	uint64_t one = 1;
+
+	if (write(e->kick_fd, &one, sizeof(one)) < 0)
+		(void)0;    /* counter saturated: already kicked */
+}
+
+/* ------------------------------------------------------------- setup */
+
+static bool pagemap_scan_works(int fd)
+{
+	struct page_region r;
+	static char probe[UZS_PAGE_SIZE] __attribute__((aligned(UZS_PAGE_SIZE)));
+	struct pm_scan_arg a = {
+		.size = sizeof(a), .start = (uintptr_t)probe,
+		.end = (uintptr_t)probe + sizeof(probe), .vec = (uintptr_t)&r,
+		.vec_len = 1, .category_mask = PAGE_IS_PRESENT,
+		.return_mask = PAGE_IS_PRESENT,
+	};
+
+	return ioctl(fd, PAGEMAP_SCAN, &a) >= 0;
+}
+
+static void *own(size_t len)
+{
+	return uzs_region_reserve(len);
+}
+
+static int start_thread(pthread_t *t, void **stack, void *(*fn)(void *),
+			struct uzs_engine *e)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int rc;
+
+	*stack = own(THREAD_STACK);
+	if (!*stack)
+		return -ENOMEM;
+	pthread_attr_init(&attr);
+	pthread_attr_setstack(&attr, *stack, THREAD_STACK);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(t, &attr, fn, e);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	return -rc;
+}
+
+static int setup_uffds(struct uzs_engine *e, char *err, size_t errlen)
+{
+	uint64_t want = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_MOVE |
+			UFFD_FEATURE_POISON | UFFD_FEATURE_THREAD_ID;
+	int rc;
+
+	rc = uzs_uffd_open(&e->app, want, UZS_UFFD_REQUIRED, err, errlen);
+	if (rc)
+		return rc;
+	e->have_move = e->app.features & UFFD_FEATURE_MOVE;
+	e->have_poison = e->app.features & UFFD_FEATURE_POISON;
+	if (!e->have_move) {
+		snprintf(err, errlen, "uzswap: this kernel lacks UFFDIO_MOVE "
+			 "(Linux 6.8 or later); running the program uncompressed");
+		return -EOPNOTSUPP;
+	}
+	rc = uzs_uffd_open(&e->stage, UFFD_FEATURE_MOVE, UFFD_FEATURE_MOVE,
+			   err, errlen);
+	if (rc)
+		return rc;
+	e->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	e->have_pagemap_scan = e->pagemap_fd >= 0 &&
+			       pagemap_scan_works(e->pagemap_fd);
+	if (!e->have_pagemap_scan) {
+		snprintf(err, errlen, "uzswap: this kernel lacks PAGEMAP_SCAN "
+			 "(Linux 6.7 or later); running the program uncompressed");
+		return -EOPNOTSUPP;
+	}
+	e->have_wp_async = e->app.features & UFFD_FEATURE_WP_ASYNC;
+	return 0;
+}
+
+static int setup_memory(struct uzs_engine *e)
+{
+	struct uzs_pool_config pc = {
+		.max_bytes = e->cfg.pool_max, .numa_node = -1, .zspage_pages = 0,
+	};
+	int rc;
+
+	rc = uzs_pool_create(&pc, &e->pool);
+	if (!rc)
+		rc = uzs_pt_create(&e->pt);
+	if (!rc)
+		rc = uzs_codec_create(e->cfg.cutoff, &e->codec);
+	if (rc)
+		return rc;
+	e->regions = own(UZS_MAX_REGIONS * sizeof(e->regions[0]));
+	e->maps_buf = own(UZS_MAPS_BUF);
+	e->staging = own((size_t)UZS_STAGING_PAGES << UZS_PAGE_SHIFT);
+	e->fault_page = own(UZS_PAGE_SIZE);
+	e->fault_obj = own(UZS_PAGE_SIZE);
+	e->zeros = own((size_t)256 << UZS_PAGE_SHIFT);
+	e->queue = own(UZS_FAULT_QUEUE * sizeof(e->queue[0]));
+	e->victims_cap = VICTIMS_CAP;
+	e->victims = own(VICTIMS_CAP * sizeof(e->victims[0]));
+	e->scan = own(2 * sizeof(e->scan[0]));
+	if (!e->regions || !e->maps_buf || !e->staging || !e->fault_page ||
+	    !e->fault_obj || !e->zeros || !e->queue || !e->victims || !e->scan)
+		return -ENOMEM;
+	rc = uzs_uffd_register(&e->stage, (uintptr_t)e->staging,
+			       (size_t)UZS_STAGING_PAGES << UZS_PAGE_SHIFT,
+			       UFFDIO_REGISTER_MODE_WP);
+	return rc;
+}
+
+int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
+		     char *err, size_t errlen)
+{
+	struct uzs_engine *e = own(sizeof(*e));
+	int rc;
+
+	if (!e) {
+		snprintf(err, errlen, "uzswap: out of memory at startup");
+		return -ENOMEM;
+	}
+	e->cfg = *cfg;
+	e->app.fd = e->stage.fd = e->pagemap_fd = -1;
+	e->first_touch_window = 16;
+	e->start_ns = uzs_now_ns();
+	e->st.magic = UZS_STATS_MAGIC;
+	e->st.version = UZS_STATS_VERSION;
+	e->st.size = sizeof(e->st);
+	pthread_mutex_init(&e->lock, NULL);
+	rc = setup_uffds(e, err, errlen);
+	if (rc)
+		goto fail;
+	rc = setup_memory(e);
+	if (rc) {
+		snprintf(err, errlen, "uzswap: cannot set up: %s", strerror(-rc));
+		goto fail;
+	}
+	e->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->kick_fd < 0 || e->stop_fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "uzswap: eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	/* The fault thread first: registration makes faults ours to serve. */
+	rc = start_thread(&e->fault_thread, &e->fault_stack,
+			  uzs_fault_thread_main, e);
+	if (!rc)
+		rc = start_thread(&e->reclaim_thread, &e->reclaim_stack,
+				  uzs_reclaim_thread_main, e);
+	if (rc) {
+		snprintf(err, errlen, "uzswap: cannot start threads: %s",
+			 strerror(-rc));
+		goto fail;
+	}
+	*out = e;
+	return 0;
+fail:
+	/* Nothing is registered yet; the program runs untouched. */
+	uzs_uffd_close(&e->app);
+	uzs_uffd_close(&e->stage);
+	if (e->pagemap_fd >= 0)
+		close(e->pagemap_fd);
+	return rc;
+}
+
+/* ------------------------------------------------------------- stats */
+
+static void snapshot_locked(struct uzs_engine *e, struct uzs_engine_stats *out)
+{
+	struct uzs_pool_stats ps;
+
+	uzs_pool_stats(e->pool, &ps);
+	*out = e->st;
+	out->uptime_ns = uzs_now_ns() - e->start_ns;
+	out->managed_bytes = e->managed_pages << UZS_PAGE_SHIFT;
+	out->resident_bytes = e->resident_pages << UZS_PAGE_SHIFT;
+	out->regions = e->nregions;
+	out->stored_bytes = ps.stored_bytes;
+	out->pool_bytes = ps.pool_bytes;
+	out->metadata_bytes = ps.metadata_bytes + uzs_pt_bytes(e->pt);
+}
+
+void uzs_engine_stats(struct uzs_engine *e, struct uzs_engine_stats *out)
+{
+	pthread_mutex_lock(&e->lock);
+	snapshot_locked(e, out);
+	pthread_mutex_unlock(&e->lock);
+}
+
+void uzs_engine_publish(struct uzs_engine *e)
+{
+	(void)e;    /* wired to the shared stats page in stats_shm.c */
+}
+
+/* -------------------------------------------------------------- fork */
+
+/* Put back every page we hold.  Under e->lock, dropped while the fault
+ * thread reads an event our ioctl was waiting on. */
+static void thaw_all(struct uzs_engine *e)
+{
+	for (size_t r = 0; r < e->nregions; r++) {
+		for (uintptr_t a = e->regions[r].start; a < e->regions[r].end;) {
+			size_t run;
+			struct uzs_pte *p = uzs_pt_run(e->pt, a, false, &run);
+			size_t n = (e->regions[r].end - a) >> UZS_PAGE_SHIFT;
+
+			if (run > n)
+				run = n;
+			for (size_t k = 0; p && k < run; k++) {
+				uintptr_t pa = a + (k << UZS_PAGE_SHIFT);
+				int rc;
+
+				if (p[k].state == UZS_PTE_NONE)
+					continue;
+				/* As a read fault: the page stays write-tracked,
+				 * so it still looks as cold as it is. */
+				while ((rc = uzs_fault_restore(e, pa, false)) == -EAGAIN) {
+					pthread_mutex_unlock(&e->lock);
+					usleep(20);
+					pthread_mutex_lock(&e->lock);
+					/* Nodes are never freed: p stays valid. */
+				}
+				if (rc == 0) {
+					p[k].flags &= (uint8_t)~UZS_PTE_REFAULTED;
+					p[k].protect = 0;
+					p[k].age = 255;
+					e->st.fork_thaws++;
+				}
+			}
+			a += run << UZS_PAGE_SHIFT;
+			if (r >= e->nregions)
+				break;  /* an event shrank the table */
+		}
+	}
+}
+
+void uzs_engine_fork_prepare(struct uzs_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	e->forking = true;
+	thaw_all(e);
+}
+
+void uzs_engine_fork_parent(struct uzs_engine *e)
+{
+	e->forking = false;
+	pthread_mutex_unlock(&e->lock);
+}
+
+void uzs_engine_fork_child(struct uzs_engine *e)
+{
+	/* The child has no engine threads, and its registration is gone.
+	 * Drop the parent's descriptors; the shim starts a new engine. */
+	uzs_uffd_close(&e->app);
+	uzs_uffd_close(&e->stage);
+	if (e->pagemap_fd >= 0)
+		close(e->pagemap_fd);
+	close(e->kick_fd);
+	close(e->stop_fd);
+	e->forking = false;
+	pthread_mutex_unlock(&e->lock);
+}

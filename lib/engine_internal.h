@@ -1,0 +1,161 @@
+/*
+ * engine_internal.h - the engine's state, shared by its files:
+ *
+ *   engine.c   lifecycle, threads, stats, fork
+ *   regions.c  which mappings are managed (/proc/self/maps, registration)
+ *   fault.c    the fault thread: page faults and layout events, in order
+ *   reclaim.c  taking pages out: staging, compression, storing
+ *   policy.c   what is cold: page ages from write tracking and refaults
+ *
+ * Locking: one mutex, e->lock, covers the page table, the region table, the
+ * staging slots and the gauges.  It is taken only by the engine's own threads
+ * and by the fork hooks, never while touching application memory, and
+ * nothing that can wait for the fault thread is done while holding it
+ * (see reclaim.c for the one careful exception: UFFDIO_MOVE, which cannot).
+ */
+#ifndef UZS_ENGINE_INTERNAL_H
+#define UZS_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "env_config.h"
+#include "pagetable.h"
+#include "uffd.h"
+#include "uzswap.h"
+
+#define UZS_PAGE_SHIFT 12u
+#define PAGE_ALIGN_DOWN(a) ((uintptr_t)(a) & ~(uintptr_t)(UZS_PAGE_SIZE - 1))
+
+/* ------------------------------------------------------------ regions */
+
+struct uzs_region {
+	uintptr_t start, end;
+	bool wp;                /* registered for write tracking too */
+};
+
+/* Enough for any real program; past it, new mappings are left alone. */
+#define UZS_MAX_REGIONS 16384u
+
+#define UZS_MAPS_BUF (1u << 16)
+
+/* Rescan /proc/self/maps and register new eligible mappings. */
+int uzs_regions_refresh(struct uzs_engine *e);
+/* The region holding addr, or NULL. */
+struct uzs_region *uzs_region_find(struct uzs_engine *e, uintptr_t addr);
+/* Forget [start, end) (after UNMAP); split regions as needed. */
+void uzs_regions_remove(struct uzs_engine *e, uintptr_t start, uintptr_t end);
+/* [from, from+len) moved to to (after REMAP). */
+void uzs_regions_move(struct uzs_engine *e, uintptr_t from, uintptr_t to,
+		      size_t len);
+
+/* ------------------------------------------------------------ staging */
+
+/*
+ * Pages are taken out by UFFDIO_MOVE into the staging area, compressed from
+ * there, and the staging pages discarded.  The staging area is registered
+ * (write-protect mode only) with a second userfaultfd that has no events, so
+ * discarding it raises no event and reading an empty slot just reads zeros.
+ */
+#define UZS_STAGING_PAGES 256u
+#define UZS_MOVE_BATCH 64u
+
+enum slot_state {
+	SLOT_FREE = 0,
+	SLOT_FILLED,            /* holds the page for staged_addr */
+	SLOT_CONSUMED,          /* the fault thread copied it back */
+};
+
+struct uzs_staging_slot {
+	uintptr_t addr;         /* where the page belongs (follows REMAP) */
+	uint8_t state;
+};
+
+/* ------------------------------------------------------------- policy */
+
+/* Per PAGEMAP_SCAN call.  The kernel's walk_end is stale when a call
+ * returns more than 512 regions, so ask for at most that many. */
+#define SCAN_VEC 512u
+
+struct range_list {
+	struct page_region v[SCAN_VEC];
+	size_t n;
+};
+
+/* ------------------------------------------------------------- engine */
+
+#define UZS_FAULT_QUEUE 4096u
+
+struct uzs_engine {
+	struct uzs_config cfg;
+	pthread_mutex_t lock;
+	struct uzs_uffd app;    /* application memory: faults and events */
+	struct uzs_uffd stage;  /* the staging area: MOVE destination only */
+	struct uzs_pool *pool;
+	struct uzs_pagetable *pt;
+
+	struct uzs_region *regions; /* sorted by start, non-overlapping */
+	size_t nregions;
+	uint64_t managed_pages;
+
+	char *maps_buf;             /* UZS_MAPS_BUF bytes for reading maps */
+	unsigned char *staging;
+	struct uzs_staging_slot slots[UZS_STAGING_PAGES];
+
+	/* fault thread's own buffers */
+	unsigned char *fault_page;  /* decompression target */
+	unsigned char *fault_obj;   /* compressed object copied from the pool */
+	unsigned char *zeros;       /* first-touch source for write faults */
+	struct uffd_msg *queue;     /* faults read but not yet resolved */
+	size_t qhead, qlen;
+
+	/* reclaim thread's own */
+	struct uzs_codec *codec;
+	struct range_list *scan;    /* [0] present, [1] written */
+	uintptr_t *victims;         /* addresses chosen by the policy */
+	size_t nvictims, victims_cap;
+
+	pthread_t fault_thread, reclaim_thread;
+	void *fault_stack, *reclaim_stack;
+	int kick_fd;                /* eventfd: wakes the reclaim thread */
+	int stop_fd;                /* eventfd: stops both threads */
+	bool have_move, have_wp_async, have_pagemap_scan, have_poison;
+	int pagemap_fd;
+
+	uint64_t start_ns;
+	uint64_t resident_pages;    /* estimate: last scan + faults since */
+	uint64_t first_touch_window;/* pages per first-touch batch, adaptive */
+	uintptr_t last_first_touch_end;
+	bool forking;
+
+	struct uzs_engine_stats st;     /* under lock */
+	struct uzs_engine_stats *shm;   /* published copy for `uzswap stat` */
+};
+
+/* fault.c */
+void *uzs_fault_thread_main(void *arg);
+/* Restore one taken-out page in place (used by fault service and fork). */
+int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write);
+/* Drop what we hold for [start, end): the app discarded or unmapped it. */
+void uzs_drop_range(struct uzs_engine *e, uintptr_t start, uintptr_t end);
+
+/* reclaim.c */
+void *uzs_reclaim_thread_main(void *arg);
+/* Take out the victims chosen by the policy; returns pages taken. */
+size_t uzs_reclaim_victims(struct uzs_engine *e);
+
+/* policy.c */
+/* Age every managed page by one scan; fills e->victims. Under no lock. */
+void uzs_policy_scan(struct uzs_engine *e);
+
+/* engine.c */
+uint64_t uzs_now_ns(void);
+void uzs_log(struct uzs_engine *e, enum uzs_log_level level,
+	     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void uzs_kick_reclaim(struct uzs_engine *e);
+/* Refresh the copy of the counters that `uzswap stat` reads. */
+void uzs_engine_publish(struct uzs_engine *e);
+
+#endif

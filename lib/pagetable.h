@@ -1,0 +1,66 @@
+/*
+ * pagetable.h - uzswap's record of every page it manages, by virtual address.
+ *
+ * A three-level radix tree over virtual page numbers, shaped like the MMU's
+ * own: 12 + 12 + 12 bits of VPN (48-bit addresses), leaves of 4096 entries
+ * (64 KiB, covering 16 MiB).  Nodes come from a reserved arena of the
+ * engine's own and are never freed, so a pointer to an entry stays valid;
+ * every access happens under the engine lock.
+ */
+#ifndef UZS_PAGETABLE_H
+#define UZS_PAGETABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum uzs_pte_state {
+	UZS_PTE_NONE = 0,   /* not taken out: resident, or never touched */
+	UZS_PTE_ZERO,       /* taken out; reads as zeros */
+	UZS_PTE_SAME,       /* taken out; val is the repeated word */
+	UZS_PTE_STORED,     /* taken out; val is the pool handle */
+	UZS_PTE_STAGED,     /* moved to staging slot val, not yet stored */
+};
+
+enum uzs_pte_flags {
+	UZS_PTE_REFAULTED = 1u << 0,    /* came back by a fault: proven in use */
+	UZS_PTE_INCOMPRESSIBLE = 1u << 1, /* not worth compressing until written */
+	UZS_PTE_UNMOVABLE = 1u << 2,    /* MOVE refused it (pinned): skip it */
+	UZS_PTE_PRESENT = 1u << 3,      /* resident at the last scan */
+};
+
+struct uzs_pte {
+	uint64_t val;
+	uint8_t state;
+	uint8_t age;        /* scans since last known use, saturating */
+	uint8_t flags;
+	uint8_t protect;    /* scans of protection left after a refault */
+	uint32_t pad;
+};
+
+struct uzs_pagetable;
+
+int uzs_pt_create(struct uzs_pagetable **out);
+void uzs_pt_destroy(struct uzs_pagetable *pt);
+
+/*
+ * The entry for addr and the run of entries after it in the same leaf:
+ * *run is how many entries (>= 1) may be accessed from the returned pointer.
+ * Without alloc, a missing leaf returns NULL with *run set to the number of
+ * pages up to the next leaf, so callers can skip empty space quickly.
+ */
+struct uzs_pte *uzs_pt_run(struct uzs_pagetable *pt, uintptr_t addr,
+			   bool alloc, size_t *run);
+
+static inline struct uzs_pte *uzs_pt_lookup(struct uzs_pagetable *pt,
+					    uintptr_t addr)
+{
+	size_t run;
+
+	return uzs_pt_run(pt, addr, false, &run);
+}
+
+/* Memory the table itself holds. */
+size_t uzs_pt_bytes(const struct uzs_pagetable *pt);
+
+#endif

@@ -1,0 +1,281 @@
+/*
+ * policy.c - what is cold.
+ *
+ * User space cannot read accessed bits, so coldness is estimated from two
+ * signals the kernel does give us:
+ *
+ *  - Writes.  Managed memory is registered for asynchronous write protection
+ *    (UFFD_FEATURE_WP_ASYNC): a write to a protected page is let through by
+ *    the kernel with no message, and PAGEMAP_SCAN reports it as WRITTEN and
+ *    protects it again, all in one ioctl per region.  A page written since
+ *    the last scan has age 0; any other resident page ages by one scan.
+ *
+ *  - Reads, indirectly, by refault.  A page that is only read looks cold to
+ *    the write signal; when it is taken out and then touched, the fault says
+ *    it was not cold after all.  Such a page restarts at age 0 and is
+ *    protected for REFAULT_PROTECT scans (fault.c), and each further refault
+ *    protects it again: a hot working set is taken out at most once per
+ *    protection period, and not at all while it fits under the limit,
+ *    because cold pages are always older and go first.
+ *
+ * Choosing victims: with UZSWAP_COLD_AGE, every unprotected resident page at
+ * least that old.  With UZSWAP_LIMIT, when resident managed memory plus the
+ * pool exceeds the limit, the oldest pages until it no longer does (a
+ * histogram of ages gives the threshold in one pass), unprotected pages
+ * first.  Without WP_ASYNC (Linux < 6.7) only refaults reset age.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "engine_internal.h"
+
+#define AGE_MAX 255u
+#define SCAN_CHUNK ((uintptr_t)1 << 30)
+
+/* Collect [start, end) pages matching mask; WP them again if wp. Returns the
+ * address where the walk stopped (end when complete). */
+static uintptr_t scan_ranges(struct uzs_engine *e, uintptr_t start,
+			     uintptr_t end, uint64_t mask, bool wp,
+			     struct range_list *out)
+{
+	struct pm_scan_arg a = {
+		.size = sizeof(a),
+		.flags = wp ? PM_SCAN_WP_MATCHING : 0,
+		.start = start,
+		.end = end,
+		.vec = (uintptr_t)out->v,
+		.vec_len = SCAN_VEC,
+		.category_mask = mask,
+		.return_mask = mask,
+	};
+	long n = ioctl(e->pagemap_fd, PAGEMAP_SCAN, &a);
+
+	if (n < 0) {
+		out->n = 0;
+		return end;
+	}
+	out->n = (size_t)n;
+	/* A full vector may have stopped early; walk_end says where. */
+	return out->n == SCAN_VEC ? (uintptr_t)a.walk_end : end;
+}
+
+static bool in_ranges(const struct range_list *l, size_t *cursor, uintptr_t a)
+{
+	while (*cursor < l->n && l->v[*cursor].end <= a)
+		(*cursor)++;
+	return *cursor < l->n && l->v[*cursor].start <= a;
+}
+
+struct scan_state {
+	uint64_t hist[AGE_MAX + 1];     /* unprotected candidates by age */
+	uint64_t hist_protected[AGE_MAX + 1];
+	uint64_t resident;
+};
+
+/* Age the pages of [start, end) from one pair of scans.  Under e->lock. */
+static void age_chunk(struct uzs_engine *e, uintptr_t start, uintptr_t end,
+		      struct range_list *present, struct range_list *written,
+		      struct scan_state *s)
+{
+	size_t wc = 0;
+
+	for (size_t i = 0; i < present->n; i++) {
+		uintptr_t lo = present->v[i].start, hi = present->v[i].end;
+
+		if (lo < start)
+			lo = start;
+		if (hi > end)
+			hi = end;
+		for (uintptr_t a = lo; a < hi;) {
+			size_t run;
+			struct uzs_pte *p = uzs_pt_run(e->pt, a, true, &run);
+			size_t n = (hi - a) >> UZS_PAGE_SHIFT;
+
+			if (!p)
+				return;
+			if (run > n)
+				run = n;
+			for (size_t k = 0; k < run; k++, a += UZS_PAGE_SIZE) {
+				struct uzs_pte *q = &p[k];
+				bool w = e->have_wp_async && in_ranges(written, &wc, a);
+
+				if (q->state != UZS_PTE_NONE)
+					continue;
+				s->resident++;
+				if (w) {
+					q->age = 0;
+					q->flags &= (uint8_t)~(UZS_PTE_INCOMPRESSIBLE |
+							       UZS_PTE_UNMOVABLE);
+				} else if (q->age < AGE_MAX) {
+					q->age++;
+				}
+				if (q->protect && !w)
+					q->protect--;
+				if (q->flags & (UZS_PTE_INCOMPRESSIBLE | UZS_PTE_UNMOVABLE))
+					continue;
+				if (q->protect)
+					s->hist_protected[q->age]++;
+				else
+					s->hist[q->age]++;
+			}
+		}
+	}
+}
+
+/* Pages to take out so the limit holds again, or 0. */
+static uint64_t pages_over_limit(struct uzs_engine *e, uint64_t resident)
+{
+	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
+	struct uzs_pool_stats ps;
+	uint64_t used;
+
+	if (!limit)
+		return 0;
+	uzs_pool_stats(e->pool, &ps);
+	used = resident + (ps.pool_bytes >> UZS_PAGE_SHIFT);
+	if (used <= limit)
+		return 0;
+	/* A little below the limit, so one new page does not mean one more
+	 * take-out round: 1/32 of the limit of headroom. */
+	return used - limit + limit / 32;
+}
+
+/* The youngest age still taken so that at least `need` pages are. */
+static unsigned threshold_for(const uint64_t *hist, uint64_t need,
+			      uint64_t *got)
+{
+	int age;
+
+	for (age = (int)AGE_MAX; age > 0; age--) {
+		*got += hist[age];
+		if (*got >= need)
+			break;
+	}
+	if (age == 0)
+		*got += hist[0];
+	return (unsigned)(age < 0 ? 0 : age);
+}
+
+static void collect_victims(struct uzs_engine *e, unsigned min_age,
+			    unsigned min_age_protected)
+{
+	e->nvictims = 0;
+	for (size_t r = 0; r < e->nregions; r++) {
+		uintptr_t start = e->regions[r].start, end = e->regions[r].end;
+
+		for (uintptr_t a = start; a < end;) {
+			size_t run;
+			struct uzs_pte *p = uzs_pt_run(e->pt, a, false, &run);
+			size_t n = (end - a) >> UZS_PAGE_SHIFT;
+
+			if (run > n)
+				run = n;
+			for (size_t k = 0; p && k < run; k++) {
+				struct uzs_pte *q = &p[k];
+				unsigned need_age = q->protect ? min_age_protected
+							       : min_age;
+
+				if (q->state != UZS_PTE_NONE || q->age < need_age ||
+				    !(q->flags & UZS_PTE_PRESENT) ||
+				    (q->flags & (UZS_PTE_INCOMPRESSIBLE |
+						 UZS_PTE_UNMOVABLE)))
+					continue;
+				if (e->nvictims == e->victims_cap)
+					return;
+				e->victims[e->nvictims++] = a + (k << UZS_PAGE_SHIFT);
+			}
+			a += run << UZS_PAGE_SHIFT;
+		}
+	}
+}
+
+/* Mark which pages are present, for collect_victims.  Under e->lock. */
+static void mark_present(struct uzs_engine *e, uintptr_t start, uintptr_t end,
+			 const struct range_list *present)
+{
+	size_t pc = 0;
+
+	for (uintptr_t a = start; a < end;) {
+		size_t run;
+		struct uzs_pte *p = uzs_pt_run(e->pt, a, false, &run);
+		size_t n = (end - a) >> UZS_PAGE_SHIFT;
+
+		if (run > n)
+			run = n;
+		for (size_t k = 0; p && k < run; k++) {
+			uintptr_t pa = a + (k << UZS_PAGE_SHIFT);
+
+			if (in_ranges(present, &pc, pa))
+				p[k].flags |= UZS_PTE_PRESENT;
+			else
+				p[k].flags &= (uint8_t)~UZS_PTE_PRESENT;
+		}
+		a += run << UZS_PAGE_SHIFT;
+	}
+}
+
+void uzs_policy_scan(struct uzs_engine *e)
+{
+	struct range_list *present = &e->scan[0], *written = &e->scan[1];
+	struct scan_state s;
+	uint64_t need, cold_scans = 0;
+	unsigned min_age = AGE_MAX + 1, min_age_prot = AGE_MAX + 1;
+
+	memset(&s, 0, sizeof(s));
+	pthread_mutex_lock(&e->lock);
+	for (size_t r = 0; r < e->nregions; r++) {
+		uintptr_t start = e->regions[r].start, end = e->regions[r].end;
+
+		while (start < end) {
+			uintptr_t stop = end - start > SCAN_CHUNK ? start + SCAN_CHUNK
+								   : end;
+			uintptr_t wstop = stop, pstop;
+
+			/* The pagemap ioctls do not wait for the fault thread,
+			 * so they are safe under the lock; they are quick. */
+			if (e->have_wp_async && e->regions[r].wp)
+				wstop = scan_ranges(e, start, stop, PAGE_IS_WRITTEN,
+						    true, written);
+			else
+				written->n = 0;
+			pstop = scan_ranges(e, start, wstop, PAGE_IS_PRESENT,
+					    false, present);
+			mark_present(e, start, pstop, present);
+			age_chunk(e, start, pstop, present, written, &s);
+			start = pstop;
+		}
+	}
+	e->resident_pages = s.resident;
+	e->st.scans++;
+
+	if (e->cfg.cold_age_ns) {
+		cold_scans = e->cfg.cold_age_ns / e->cfg.scan_interval_ns;
+		if (cold_scans < 1)
+			cold_scans = 1;
+		if (cold_scans > AGE_MAX)
+			cold_scans = AGE_MAX;
+		min_age = min_age_prot = (unsigned)cold_scans;
+	}
+	need = pages_over_limit(e, s.resident);
+	if (need) {
+		uint64_t got = 0;
+		unsigned t = threshold_for(s.hist, need, &got);
+
+		if (t < min_age)
+			min_age = t;
+		if (got < need) {
+			/* Not enough cold pages: protected ones go too. */
+			t = threshold_for(s.hist_protected, need - got, &got);
+			if (t < min_age_prot)
+				min_age_prot = t;
+		}
+	}
+	if (min_age <= AGE_MAX || min_age_prot <= AGE_MAX)
+		collect_victims(e, min_age, min_age_prot);
+	else
+		e->nvictims = 0;
+	pthread_mutex_unlock(&e->lock);
+}

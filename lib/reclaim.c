@@ -1,0 +1,339 @@
+/*
+ * reclaim.c - taking cold pages out, and the reclaim thread.
+ *
+ * Never drop a page whose contents could have changed after we read them:
+ * a page is taken out with UFFDIO_MOVE, which atomically unmaps it from the
+ * application and maps it into our staging area, so there is no window in
+ * which a write could land in a copy we are about to throw away.  Batches of
+ * up to UZS_MOVE_BATCH contiguous pages go in one ioctl (one TLB flush for
+ * the batch instead of one per page).
+ *
+ * A page's life through here, with the states of pagetable.h:
+ *
+ *   NONE --(lock: mark, MOVE)--> STAGED(slot) --(no lock: compress, store)-->
+ *        --(lock: still STAGED(slot)?)--> ZERO | SAME | STORED(handle)
+ *
+ * While STAGED, a fault on the page is served by the fault thread straight
+ * from the staging slot (SLOT_CONSUMED), and a DONTNEED/munmap of it just
+ * clears the entry; either way, the final step finds the entry changed and
+ * frees what it stored.  A page that does not compress (or finds the pool
+ * full) is put back with UFFDIO_COPY and flagged so it is not tried again
+ * until it is written.
+ *
+ * MOVE is issued under the engine lock.  That is safe because MOVE never
+ * waits for the fault thread: the staging area belongs to a userfaultfd with
+ * no events, so nothing MOVE does can be pending on us.
+ *
+ * MOVE refuses (EBUSY) a page shared with another process, which after a
+ * fork is every page until it is written.  Such a page is made exclusive
+ * again with MADV_POPULATE_WRITE - the kernel's own write fault, which
+ * copies it without changing a byte - and moved in the same round.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "engine_internal.h"
+#include "mmap_region.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+struct staged {
+	unsigned slot;
+	struct uzs_compressed c;
+	uzs_handle_t handle;
+	int store_rc;
+};
+
+/* Mark [addr, addr+n) staged into slots [slot, slot+n) and move them.
+ * Returns pages moved; *err gets the error that stopped the batch.  Under
+ * e->lock. */
+static size_t move_run(struct uzs_engine *e, uintptr_t addr, size_t n,
+		       unsigned slot, int *err)
+{
+	size_t done = 0, moved;
+
+	for (size_t i = 0; i < n; i++) {
+		struct uzs_pte *p = uzs_pt_lookup(e->pt, addr + (i << UZS_PAGE_SHIFT));
+
+		p->state = UZS_PTE_STAGED;
+		p->val = slot + i;
+		e->slots[slot + i] = (struct uzs_staging_slot){
+			addr + (i << UZS_PAGE_SHIFT), SLOT_FILLED };
+	}
+	*err = uzs_uffd_move(&e->stage, (uintptr_t)e->staging +
+			     ((uintptr_t)slot << UZS_PAGE_SHIFT), addr,
+			     n << UZS_PAGE_SHIFT, UFFDIO_MOVE_MODE_DONTWAKE, &done);
+	moved = done >> UZS_PAGE_SHIFT;
+	for (size_t i = moved; i < n; i++) {
+		struct uzs_pte *p = uzs_pt_lookup(e->pt, addr + (i << UZS_PAGE_SHIFT));
+
+		p->state = UZS_PTE_NONE;
+		p->val = 0;
+		e->slots[slot + i].state = SLOT_FREE;
+	}
+	return moved;
+}
+
+/* Is addr still a page we may take out?  Under e->lock. */
+static bool still_victim(struct uzs_engine *e, uintptr_t addr)
+{
+	struct uzs_pte *p = uzs_pt_lookup(e->pt, addr);
+
+	return p && p->state == UZS_PTE_NONE && uzs_region_find(e, addr);
+}
+
+/* Length of the run of victims starting at *i: contiguous, still eligible,
+ * at most max.  Under e->lock. */
+static size_t next_run(struct uzs_engine *e, size_t *i, size_t max)
+{
+	size_t n = 0;
+
+	while (*i < e->nvictims && !still_victim(e, e->victims[*i]))
+		(*i)++;
+	while (*i + n < e->nvictims && n < max &&
+	       e->victims[*i + n] == e->victims[*i] + (n << UZS_PAGE_SHIFT) &&
+	       still_victim(e, e->victims[*i + n]))
+		n++;
+	return n;
+}
+
+/* Stage victims into free slots; returns slots filled.  Under e->lock. */
+static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
+			    struct staged *out)
+{
+	unsigned used = 0;
+
+	while (used < UZS_STAGING_PAGES && *vi < e->nvictims) {
+		size_t max = UZS_STAGING_PAGES - used, n, moved;
+		uintptr_t addr;
+		int err;
+
+		if (max > UZS_MOVE_BATCH)
+			max = UZS_MOVE_BATCH;
+		n = next_run(e, vi, max);
+		if (!n)
+			break;
+		addr = e->victims[*vi];
+		moved = move_run(e, addr, n, used, &err);
+		for (size_t k = 0; k < moved; k++)
+			out[used + k].slot = used + (unsigned)k;
+		used += (unsigned)moved;
+		e->st.takeouts += moved;
+		*vi += moved;
+		if (moved == n)
+			continue;
+		/* Stopped at victims[*vi]: decide what to do with it. */
+		uintptr_t bad = e->victims[*vi];
+
+		if (err == -EBUSY) {
+			/* Shared (fork) or pinned.  Break the sharing outside
+			 * the lock, then retry this page once. */
+			int rc;
+
+			pthread_mutex_unlock(&e->lock);
+			rc = madvise((void *)bad, UZS_PAGE_SIZE, MADV_POPULATE_WRITE);
+			pthread_mutex_lock(&e->lock);
+			if (rc == 0 && still_victim(e, bad) &&
+			    move_run(e, bad, 1, used, &err) == 1) {
+				out[used].slot = used;
+				used++;
+				e->st.takeouts++;
+			} else {
+				struct uzs_pte *p = uzs_pt_lookup(e->pt, bad);
+
+				if (p)
+					p->flags |= UZS_PTE_UNMOVABLE;
+				e->st.takeout_busy++;
+			}
+		} else if (err == -EAGAIN) {
+			/* A layout event is pending: let the fault thread
+			 * read it; this round ends here. */
+			*vi = e->nvictims;
+			break;
+		} else if (err != -ENOENT) {
+			/* EINVAL: e.g. an mlocked or read-only mapping. */
+			struct uzs_pte *p = uzs_pt_lookup(e->pt, bad);
+
+			if (p)
+				p->flags |= UZS_PTE_UNMOVABLE;
+			uzs_log(e, UZS_LOG_DEBUG, "cannot take out %#lx: %s",
+				(unsigned long)bad, strerror(-err));
+		}
+		(*vi)++;
+	}
+	return used;
+}
+
+/* Compress and store every staged page.  No lock held: the slots are ours,
+ * and a fault on one of these pages only reads its slot. */
+static void compress_batch(struct uzs_engine *e, struct staged *b, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		const void *page = e->staging + ((size_t)b[i].slot << UZS_PAGE_SHIFT);
+
+		uzs_codec_compress(e->codec, page, &b[i].c);
+		b[i].handle = 0;
+		b[i].store_rc = 0;
+		if (b[i].c.kind == UZS_PAGE_STORED)
+			b[i].store_rc = uzs_pool_alloc(e->pool, b[i].c.data,
+						       b[i].c.len,
+						       e->slots[b[i].slot].addr,
+						       &b[i].handle);
+	}
+}
+
+/* Put a page that will not be stored back in place.  Under e->lock, which
+ * is dropped while a pending event is read by the fault thread. */
+static void put_back(struct uzs_engine *e, unsigned slot)
+{
+	for (;;) {
+		struct uzs_staging_slot *s = &e->slots[slot];
+		struct uzs_pte *p = uzs_pt_lookup(e->pt, s->addr);
+		size_t done;
+		int rc;
+
+		if (s->state != SLOT_FILLED || !p || p->state != UZS_PTE_STAGED ||
+		    p->val != slot)
+			return;         /* consumed or dropped meanwhile */
+		rc = uzs_uffd_copy(&e->app, s->addr,
+				   e->staging + ((size_t)slot << UZS_PAGE_SHIFT),
+				   UZS_PAGE_SIZE, 0, &done);
+		if (rc == -EAGAIN) {
+			pthread_mutex_unlock(&e->lock);
+			usleep(20);
+			pthread_mutex_lock(&e->lock);
+			continue;
+		}
+		/* Placed (0), or the mapping is gone (ENOENT): either way the
+		 * entry is done with.  EEXIST cannot happen: we hold the only
+		 * copy of this page. */
+		p->state = UZS_PTE_NONE;
+		p->val = 0;
+		p->flags |= UZS_PTE_INCOMPRESSIBLE;
+		return;
+	}
+}
+
+/* Record each stored page, or undo it if the page changed hands. */
+static void commit_batch(struct uzs_engine *e, struct staged *b, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct uzs_staging_slot *s = &e->slots[b[i].slot];
+		struct uzs_pte *p = uzs_pt_lookup(e->pt, s->addr);
+		bool ours = s->state == SLOT_FILLED && p &&
+			    p->state == UZS_PTE_STAGED && p->val == b[i].slot;
+
+		e->st.compressed[b[i].c.kind]++;
+		if (!ours) {
+			if (b[i].handle)
+				uzs_pool_free(e->pool, b[i].handle);
+			continue;
+		}
+		switch (b[i].c.kind) {
+		case UZS_PAGE_ZERO:
+			p->state = UZS_PTE_ZERO;
+			p->val = 0;
+			e->st.pages_zero++;
+			break;
+		case UZS_PAGE_SAME:
+			p->state = UZS_PTE_SAME;
+			p->val = b[i].c.word;
+			e->st.pages_same++;
+			break;
+		case UZS_PAGE_STORED:
+			if (b[i].store_rc == 0) {
+				p->state = UZS_PTE_STORED;
+				p->val = b[i].handle;
+				e->st.pages_stored++;
+				break;
+			}
+			/* Pool full: keep the page. */
+			/* fallthrough */
+		case UZS_PAGE_INCOMPRESSIBLE:
+			put_back(e, b[i].slot);
+			continue;
+		}
+		if (e->resident_pages)
+			e->resident_pages--;
+	}
+	/* Every slot is settled: empty the staging area for the next batch.
+	 * No event: the staging userfaultfd has none. */
+	uzs_region_discard(e->staging, (size_t)UZS_STAGING_PAGES << UZS_PAGE_SHIFT);
+	for (unsigned i = 0; i < UZS_STAGING_PAGES; i++)
+		e->slots[i].state = SLOT_FREE;
+}
+
+size_t uzs_reclaim_victims(struct uzs_engine *e)
+{
+	struct staged batch[UZS_STAGING_PAGES];
+	size_t vi = 0, total = 0;
+
+	while (vi < e->nvictims) {
+		unsigned n;
+
+		pthread_mutex_lock(&e->lock);
+		n = stage_batch(e, &vi, batch);
+		pthread_mutex_unlock(&e->lock);
+		if (!n)
+			continue;
+		compress_batch(e, batch, n);
+		pthread_mutex_lock(&e->lock);
+		commit_batch(e, batch, n);
+		pthread_mutex_unlock(&e->lock);
+		total += n;
+	}
+	return total;
+}
+
+/* ------------------------------------------------------ the thread */
+
+static void wait_for_work(struct uzs_engine *e, uint64_t timeout_ns, bool *stop)
+{
+	struct pollfd fds[2] = {
+		{ .fd = e->kick_fd, .events = POLLIN },
+		{ .fd = e->stop_fd, .events = POLLIN },
+	};
+	int ms = (int)(timeout_ns / 1000000u);
+
+	if (poll(fds, 2, ms > 0 ? ms : 1) > 0) {
+		uint64_t v;
+
+		if (fds[1].revents)
+			*stop = true;
+		if (fds[0].revents && read(e->kick_fd, &v, sizeof(v)) < 0)
+			(void)0;    /* drained: nothing to do */
+	}
+}
+
+void *uzs_reclaim_thread_main(void *arg)
+{
+	struct uzs_engine *e = arg;
+	uint64_t next_scan = 0, next_refresh = 0;
+	bool stop = false;
+
+	while (!stop) {
+		uint64_t now = uzs_now_ns();
+
+		if (now >= next_refresh) {
+			pthread_mutex_lock(&e->lock);
+			uzs_regions_refresh(e);
+			pthread_mutex_unlock(&e->lock);
+			/* New mappings are found within a few scan intervals. */
+			next_refresh = now + 4 * e->cfg.scan_interval_ns;
+		}
+		uzs_policy_scan(e);
+		uzs_reclaim_victims(e);
+		uzs_engine_publish(e);
+		next_scan = uzs_now_ns() + e->cfg.scan_interval_ns;
+		now = uzs_now_ns();
+		wait_for_work(e, next_scan > now ? next_scan - now : 0, &stop);
+	}
+	return NULL;
+}

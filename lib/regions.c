@@ -1,0 +1,324 @@
+/*
+ * regions.c - which of the process's mappings uzswap manages.
+ *
+ * The truth is /proc/self/maps: it shows every mapping, including those glibc
+ * makes with its internal mmap (arenas, large chunks) that no mmap wrapper
+ * sees.  A mapping is managed when it is private, anonymous, read-write and
+ * not executable, at least UZSWAP_MIN_REGION long, and none of:
+ *  - the main stack ([stack]) or a thread stack (a read-write mapping right
+ *    above a PROT_NONE guard mapping: how glibc lays out pthread stacks);
+ *  - uzswap's own memory (named [anon:uzswap] by mmap_region.c);
+ *  - the .bss of a loaded object (an anonymous mapping right after a file
+ *    mapping): static data of libraries, the shim's own included, which the
+ *    engine threads may read and so must never find missing;
+ *  - the vDSO/vvar family, shared or file-backed mappings.
+ * PROT_NONE reservations are skipped until they become writable; the next
+ * refresh picks them up.
+ *
+ * The table of managed regions is sorted and kept in the engine's own memory;
+ * the fault thread updates it on UNMAP and REMAP events, and refresh adds
+ * what is new.  A range is registered exactly when it enters the table, so a
+ * range that is not in the table holds nothing of ours: entering it, its
+ * page-table entries are cleared (they can only be stale leftovers).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine_internal.h"
+#include "mmap_region.h"
+
+struct maps_line {
+	uintptr_t start, end;
+	char perms[5];
+	bool anonymous;         /* no file, no device */
+	const char *name;       /* "" when unnamed */
+	size_t name_len;
+};
+
+static uintptr_t parse_hex(const char **p)
+{
+	uintptr_t v = 0;
+
+	for (;; (*p)++) {
+		char c = **p;
+
+		if (c >= '0' && c <= '9')
+			v = v * 16 + (uintptr_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v * 16 + (uintptr_t)(c - 'a' + 10);
+		else
+			return v;
+	}
+}
+
+static const char *skip_field(const char *p, const char *end)
+{
+	while (p < end && *p != ' ')
+		p++;
+	while (p < end && *p == ' ')
+		p++;
+	return p;
+}
+
+/* Parse one line [p, end) of /proc/self/maps; false if malformed. */
+static bool parse_maps_line(const char *p, const char *end, struct maps_line *l)
+{
+	const char *dev, *inode;
+
+	l->start = parse_hex(&p);
+	if (*p++ != '-')
+		return false;
+	l->end = parse_hex(&p);
+	if (*p++ != ' ' || end - p < 5)
+		return false;
+	memcpy(l->perms, p, 4);
+	l->perms[4] = 0;
+	p = skip_field(p, end);         /* perms */
+	p = skip_field(p, end);         /* offset */
+	dev = p;
+	p = skip_field(p, end);         /* dev */
+	inode = p;
+	p = skip_field(p, end);         /* inode */
+	l->anonymous = strncmp(dev, "00:00 ", 6) == 0 && inode[0] == '0' &&
+		       inode[1] == ' ';
+	l->name = p;
+	l->name_len = (size_t)(end - p);
+	return l->start < l->end;
+}
+
+static bool name_is(const struct maps_line *l, const char *s)
+{
+	size_t n = strlen(s);
+
+	return l->name_len >= n && memcmp(l->name, s, n) == 0;
+}
+
+/* Is this mapping one uzswap should manage?  prev is the line before. */
+static bool eligible(struct uzs_engine *e, const struct maps_line *l,
+		     const struct maps_line *prev)
+{
+	if (strcmp(l->perms, "rw-p") != 0 || !l->anonymous)
+		return false;
+	if (l->end - l->start < e->cfg.min_region)
+		return false;
+	if (l->name_len && !name_is(l, "[heap]") && !name_is(l, "[anon:"))
+		return false;
+	if (name_is(l, "[anon:" UZS_REGION_NAME "]"))
+		return false;
+	if (name_is(l, "[heap]") || !prev || prev->end != l->start)
+		return true;
+	if (prev->anonymous && strcmp(prev->perms, "---p") == 0)
+		return false;   /* a guarded stack */
+	if (!prev->anonymous)
+		return false;   /* the .bss of a loaded object (ours among them) */
+	return true;
+}
+
+static size_t region_index(struct uzs_engine *e, uintptr_t addr)
+{
+	size_t lo = 0, hi = e->nregions;
+
+	/* First region whose end is above addr. */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (e->regions[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct uzs_region *uzs_region_find(struct uzs_engine *e, uintptr_t addr)
+{
+	size_t i = region_index(e, addr);
+
+	if (i < e->nregions && e->regions[i].start <= addr)
+		return &e->regions[i];
+	return NULL;
+}
+
+static bool region_insert(struct uzs_engine *e, uintptr_t start, uintptr_t end,
+			  bool wp)
+{
+	size_t i = region_index(e, start);
+
+	if (e->nregions >= UZS_MAX_REGIONS)
+		return false;
+	memmove(&e->regions[i + 1], &e->regions[i],
+		(e->nregions - i) * sizeof(e->regions[0]));
+	e->regions[i] = (struct uzs_region){ start, end, wp };
+	e->nregions++;
+	e->managed_pages += (end - start) >> UZS_PAGE_SHIFT;
+	return true;
+}
+
+void uzs_regions_remove(struct uzs_engine *e, uintptr_t start, uintptr_t end)
+{
+	size_t i = region_index(e, start);
+
+	while (i < e->nregions && e->regions[i].start < end) {
+		struct uzs_region *r = &e->regions[i];
+		uintptr_t cut_lo = r->start > start ? r->start : start;
+		uintptr_t cut_hi = r->end < end ? r->end : end;
+
+		e->managed_pages -= (cut_hi - cut_lo) >> UZS_PAGE_SHIFT;
+		if (r->start < start && r->end > end) {
+			/* Hole in the middle: split in two. */
+			struct uzs_region tail = { end, r->end, r->wp };
+
+			r->end = start;
+			if (e->nregions < UZS_MAX_REGIONS) {
+				memmove(&e->regions[i + 2], &e->regions[i + 1],
+					(e->nregions - i - 1) * sizeof(*r));
+				e->regions[i + 1] = tail;
+				e->nregions++;
+			} else {
+				/* No room: forget the tail; its pages stay
+				 * registered but we no longer take them out. */
+				e->managed_pages -= (tail.end - tail.start) >>
+						    UZS_PAGE_SHIFT;
+			}
+			return;
+		}
+		if (r->start < start) {
+			r->end = start;
+			i++;
+		} else if (r->end > end) {
+			r->start = end;
+			i++;
+		} else {
+			memmove(r, r + 1, (e->nregions - i - 1) * sizeof(*r));
+			e->nregions--;
+		}
+	}
+}
+
+void uzs_regions_move(struct uzs_engine *e, uintptr_t from, uintptr_t to,
+		      size_t len)
+{
+	bool wp = false;
+	struct uzs_region *r = uzs_region_find(e, from);
+
+	if (!r)
+		return;         /* not ours: nothing moved that we hold */
+	wp = r->wp;
+	uzs_regions_remove(e, from, from + len);
+	uzs_regions_remove(e, to, to + len);
+	region_insert(e, to, to + len, wp);
+}
+
+/* Register [start, end), which holds nothing of ours, and start tracking it. */
+static void adopt(struct uzs_engine *e, uintptr_t start, uintptr_t end)
+{
+	uint64_t mode = UFFDIO_REGISTER_MODE_MISSING;
+	int rc;
+
+	if (e->have_wp_async)
+		mode |= UFFDIO_REGISTER_MODE_WP;
+	rc = uzs_uffd_register(&e->app, start, end - start, mode);
+	if (rc) {
+		uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx: register: %s",
+			(unsigned long)start, (unsigned long)end, strerror(-rc));
+		return;
+	}
+	uzs_drop_range(e, start, end);
+	if (!region_insert(e, start, end, e->have_wp_async)) {
+		uzs_uffd_unregister(&e->app, start, end - start);
+		return;
+	}
+	/* Start write tracking from a clean slate: everything protected. */
+	if (e->have_wp_async)
+		uzs_uffd_writeprotect(&e->app, start, end - start, 1);
+}
+
+/* Adopt the parts of [start, end) not already in the table. */
+static void adopt_unknown(struct uzs_engine *e, uintptr_t start, uintptr_t end)
+{
+	size_t i = region_index(e, start);
+	uintptr_t cur = start;
+
+	while (cur < end) {
+		uintptr_t next_start = end;
+
+		if (i < e->nregions && e->regions[i].start <= cur) {
+			cur = e->regions[i].end;
+			i++;
+			continue;
+		}
+		if (i < e->nregions && e->regions[i].start < end)
+			next_start = e->regions[i].start;
+		adopt(e, cur, next_start);
+		i = region_index(e, next_start);
+		cur = next_start;
+	}
+}
+
+/* Adopt [start, end) less any of our own reservations inside it (a mapping
+ * the kernel merged with one of ours, where naming it is not supported). */
+static void adopt_not_own(struct uzs_engine *e, uintptr_t start, uintptr_t end)
+{
+	while (start < end) {
+		uintptr_t own_start, own_end = uzs_region_own_overlap(start, end,
+								      &own_start);
+
+		if (!own_end) {
+			adopt_unknown(e, start, end);
+			return;
+		}
+		if (own_start > start &&
+		    own_start - start >= e->cfg.min_region)
+			adopt_unknown(e, start, own_start);
+		start = own_end;
+	}
+}
+
+/*
+ * Read /proc/self/maps in chunks into a buffer of our own (no stdio: this
+ * runs in an engine thread and must not allocate) and adopt what is eligible.
+ * Called with e->lock held.
+ */
+int uzs_regions_refresh(struct uzs_engine *e)
+{
+	char *buf = e->maps_buf;
+	struct maps_line prev = { 0 }, cur;
+	bool have_prev = false;
+	size_t fill = 0;
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n = read(fd, buf + fill, UZS_MAPS_BUF - fill);
+		size_t used = 0;
+		char *nl;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		fill += (size_t)n;
+		while ((nl = memchr(buf + used, '\n', fill - used))) {
+			if (parse_maps_line(buf + used, nl, &cur)) {
+				if (eligible(e, &cur, have_prev ? &prev : NULL))
+					adopt_not_own(e, cur.start, cur.end);
+				prev = cur;
+				prev.name = "";
+				prev.name_len = 0;
+				have_prev = true;
+			}
+			used = (size_t)(nl - buf) + 1;
+		}
+		memmove(buf, buf + used, fill - used);
+		fill -= used;
+		if (fill == UZS_MAPS_BUF)
+			fill = 0;       /* absurd line: drop it */
+	}
+	close(fd);
+	return 0;
+}
