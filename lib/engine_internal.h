@@ -126,9 +126,11 @@ struct uzs_engine {
 
 	uint64_t start_ns;
 	uint64_t resident_pages;    /* estimate: last scan + faults since */
+	uint64_t pool_bytes_seen;   /* pool size at the last scan */
 	uint64_t first_touch_window;/* pages per first-touch batch, adaptive */
 	uintptr_t last_first_touch_end;
 	bool forking;
+	bool kicked;                /* reclaim asked for since its last round */
 
 	struct uzs_engine_stats st;     /* under lock */
 	struct uzs_engine_stats *shm;   /* published copy for `uzswap stat` */

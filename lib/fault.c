@@ -120,9 +120,24 @@ static void move_range(struct uzs_engine *e, uintptr_t from, uintptr_t to,
 	}
 }
 
+/* Over the limit between scans (a program allocating fast): wake the
+ * reclaim thread once, rather than wait for its next interval. */
+static void check_limit(struct uzs_engine *e)
+{
+	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
+
+	if (!limit || e->kicked)
+		return;
+	if (e->resident_pages + (e->pool_bytes_seen >> UZS_PAGE_SHIFT) > limit) {
+		e->kicked = true;
+		uzs_kick_reclaim(e);
+	}
+}
+
 static void account_fault(struct uzs_engine *e, enum uzs_fault_kind kind,
 			  uint64_t t0)
 {
+	check_limit(e);
 	e->st.faults[kind]++;
 	if (kind != UZS_FAULT_FIRST_TOUCH && kind != UZS_FAULT_SPURIOUS) {
 		uzs_latency_add(&e->st.fault_latency, uzs_now_ns() - t0);

@@ -31,9 +31,10 @@
 #include <sys/ioctl.h>
 
 #include "engine_internal.h"
+#include "pool_internal.h"
 
 #define AGE_MAX 255u
-#define SCAN_CHUNK ((uintptr_t)1 << 30)
+#define SCAN_CHUNK ((uintptr_t)16 << 20)
 
 /* Collect [start, end) pages matching mask; WP them again if wp. Returns the
  * address where the walk stopped (end when complete). */
@@ -129,13 +130,12 @@ static void age_chunk(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 static uint64_t pages_over_limit(struct uzs_engine *e, uint64_t resident)
 {
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
-	struct uzs_pool_stats ps;
 	uint64_t used;
 
 	if (!limit)
 		return 0;
-	uzs_pool_stats(e->pool, &ps);
-	used = resident + (ps.pool_bytes >> UZS_PAGE_SHIFT);
+	e->pool_bytes_seen = uzs_pool_held_bytes(e->pool);
+	used = resident + (e->pool_bytes_seen >> UZS_PAGE_SHIFT);
 	if (used <= limit)
 		return 0;
 	/* A little below the limit, so one new page does not mean one more
@@ -157,39 +157,6 @@ static unsigned threshold_for(const uint64_t *hist, uint64_t need,
 	if (age == 0)
 		*got += hist[0];
 	return (unsigned)(age < 0 ? 0 : age);
-}
-
-static void collect_victims(struct uzs_engine *e, unsigned min_age,
-			    unsigned min_age_protected)
-{
-	e->nvictims = 0;
-	for (size_t r = 0; r < e->nregions; r++) {
-		uintptr_t start = e->regions[r].start, end = e->regions[r].end;
-
-		for (uintptr_t a = start; a < end;) {
-			size_t run;
-			struct uzs_pte *p = uzs_pt_run(e->pt, a, false, &run);
-			size_t n = (end - a) >> UZS_PAGE_SHIFT;
-
-			if (run > n)
-				run = n;
-			for (size_t k = 0; p && k < run; k++) {
-				struct uzs_pte *q = &p[k];
-				unsigned need_age = q->protect ? min_age_protected
-							       : min_age;
-
-				if (q->state != UZS_PTE_NONE || q->age < need_age ||
-				    !(q->flags & UZS_PTE_PRESENT) ||
-				    (q->flags & (UZS_PTE_INCOMPRESSIBLE |
-						 UZS_PTE_UNMOVABLE)))
-					continue;
-				if (e->nvictims == e->victims_cap)
-					return;
-				e->victims[e->nvictims++] = a + (k << UZS_PAGE_SHIFT);
-			}
-			a += run << UZS_PAGE_SHIFT;
-		}
-	}
 }
 
 /* Mark which pages are present, for collect_victims.  Under e->lock. */
@@ -217,39 +184,121 @@ static void mark_present(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 	}
 }
 
-void uzs_policy_scan(struct uzs_engine *e)
+/*
+ * The region at or after addr, clipped to start at addr: false when there is
+ * none.  Regions change under the fault thread between chunks, so a walk
+ * keeps an address, not an index.  Under e->lock.
+ */
+static bool next_span(struct uzs_engine *e, uintptr_t addr, uintptr_t *start,
+		      uintptr_t *end, bool *wp)
+{
+	for (size_t r = 0; r < e->nregions; r++) {
+		if (e->regions[r].end <= addr)
+			continue;
+		*start = e->regions[r].start > addr ? e->regions[r].start : addr;
+		*end = e->regions[r].end;
+		*wp = e->regions[r].wp;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Age every managed page by one scan.  The lock is taken per chunk of
+ * SCAN_CHUNK bytes, so a fault waits at most one chunk's work (about a
+ * hundred microseconds) for the scan, however large the process.
+ */
+static void age_all(struct uzs_engine *e, struct scan_state *s)
 {
 	struct range_list *present = &e->scan[0], *written = &e->scan[1];
+	uintptr_t cursor = 0, start, end;
+	bool wp;
+
+	for (;;) {
+		uintptr_t stop, wstop, pstop;
+
+		pthread_mutex_lock(&e->lock);
+		if (!next_span(e, cursor, &start, &end, &wp)) {
+			pthread_mutex_unlock(&e->lock);
+			return;
+		}
+		stop = end - start > SCAN_CHUNK ? start + SCAN_CHUNK : end;
+		wstop = stop;
+		/* The pagemap ioctls never wait for the fault thread, so they
+		 * are safe under the lock, and quick for one chunk. */
+		if (e->have_wp_async && wp)
+			wstop = scan_ranges(e, start, stop, PAGE_IS_WRITTEN, true,
+					    written);
+		else
+			written->n = 0;
+		pstop = scan_ranges(e, start, wstop, PAGE_IS_PRESENT, false,
+				    present);
+		mark_present(e, start, pstop, present);
+		age_chunk(e, start, pstop, present, written, s);
+		pthread_mutex_unlock(&e->lock);
+		cursor = pstop > start ? pstop : start + UZS_PAGE_SIZE;
+	}
+}
+
+/* Choose victims by age, chunk by chunk like age_all. */
+static void collect_victims(struct uzs_engine *e, unsigned min_age,
+			    unsigned min_age_protected)
+{
+	uintptr_t cursor = 0, start, end;
+	bool wp;
+
+	e->nvictims = 0;
+	for (;;) {
+		uintptr_t stop;
+
+		pthread_mutex_lock(&e->lock);
+		if (!next_span(e, cursor, &start, &end, &wp)) {
+			pthread_mutex_unlock(&e->lock);
+			return;
+		}
+		stop = end - start > SCAN_CHUNK ? start + SCAN_CHUNK : end;
+		for (uintptr_t a = start; a < stop;) {
+			size_t run;
+			struct uzs_pte *p = uzs_pt_run(e->pt, a, false, &run);
+			size_t n = (stop - a) >> UZS_PAGE_SHIFT;
+
+			if (run > n)
+				run = n;
+			for (size_t k = 0; p && k < run; k++) {
+				struct uzs_pte *q = &p[k];
+				unsigned need_age = q->protect ? min_age_protected
+							       : min_age;
+
+				if (q->state != UZS_PTE_NONE || q->age < need_age ||
+				    !(q->flags & UZS_PTE_PRESENT) ||
+				    (q->flags & (UZS_PTE_INCOMPRESSIBLE |
+						 UZS_PTE_UNMOVABLE)))
+					continue;
+				if (e->nvictims == e->victims_cap) {
+					pthread_mutex_unlock(&e->lock);
+					return;
+				}
+				e->victims[e->nvictims++] = a + (k << UZS_PAGE_SHIFT);
+			}
+			a += run << UZS_PAGE_SHIFT;
+		}
+		pthread_mutex_unlock(&e->lock);
+		cursor = stop;
+	}
+}
+
+void uzs_policy_scan(struct uzs_engine *e)
+{
 	struct scan_state s;
 	uint64_t need, cold_scans = 0;
 	unsigned min_age = AGE_MAX + 1, min_age_prot = AGE_MAX + 1;
 
 	memset(&s, 0, sizeof(s));
+	age_all(e, &s);
 	pthread_mutex_lock(&e->lock);
-	for (size_t r = 0; r < e->nregions; r++) {
-		uintptr_t start = e->regions[r].start, end = e->regions[r].end;
-
-		while (start < end) {
-			uintptr_t stop = end - start > SCAN_CHUNK ? start + SCAN_CHUNK
-								   : end;
-			uintptr_t wstop = stop, pstop;
-
-			/* The pagemap ioctls do not wait for the fault thread,
-			 * so they are safe under the lock; they are quick. */
-			if (e->have_wp_async && e->regions[r].wp)
-				wstop = scan_ranges(e, start, stop, PAGE_IS_WRITTEN,
-						    true, written);
-			else
-				written->n = 0;
-			pstop = scan_ranges(e, start, wstop, PAGE_IS_PRESENT,
-					    false, present);
-			mark_present(e, start, pstop, present);
-			age_chunk(e, start, pstop, present, written, &s);
-			start = pstop;
-		}
-	}
 	e->resident_pages = s.resident;
 	e->st.scans++;
+	pthread_mutex_unlock(&e->lock);
 
 	if (e->cfg.cold_age_ns) {
 		cold_scans = e->cfg.cold_age_ns / e->cfg.scan_interval_ns;
@@ -273,9 +322,7 @@ void uzs_policy_scan(struct uzs_engine *e)
 				min_age_prot = t;
 		}
 	}
+	e->nvictims = 0;
 	if (min_age <= AGE_MAX || min_age_prot <= AGE_MAX)
 		collect_victims(e, min_age, min_age_prot);
-	else
-		e->nvictims = 0;
-	pthread_mutex_unlock(&e->lock);
 }

@@ -1,6 +1,7 @@
 /*
- * pool_check.c - read-only inspection of a pool for tests and benchmarks:
- * the invariant checker and small accessors.  Nothing here mutates a pool.
+ * pool_check.c - read-only inspection of a pool: the invariant checker for
+ * tests, and small accessors for tests, benchmarks and the engine.  Nothing
+ * here mutates a pool.
  */
 #include "config.h"
 
@@ -156,4 +157,14 @@ unsigned uzs_pool_zspage_pages(struct uzs_pool *p, uint32_t id)
 		n = p->zs[id].npages;
 	pthread_mutex_unlock(&p->lock);
 	return n;
+}
+
+uint64_t uzs_pool_held_bytes(struct uzs_pool *p)
+{
+	uint64_t bytes;
+
+	pthread_mutex_lock(&p->lock);
+	bytes = p->st.pool_bytes;
+	pthread_mutex_unlock(&p->lock);
+	return bytes;
 }

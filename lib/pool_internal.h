@@ -33,6 +33,9 @@ size_t uzs_pool_lru_order(struct uzs_pool *pool, uint32_t *ids, size_t max);
 /* Which zspage holds a live object (UINT32_MAX for a bad handle). */
 uint32_t uzs_pool_zspage_of(struct uzs_pool *pool, uzs_handle_t handle);
 
+/* Pool memory held now: cheaper than uzs_pool_stats (no fullness walk). */
+uint64_t uzs_pool_held_bytes(struct uzs_pool *pool);
+
 /* Pages of a zspage (0 if the id names no live zspage). */
 unsigned uzs_pool_zspage_pages(struct uzs_pool *pool, uint32_t zspage);
 

@@ -115,6 +115,12 @@ static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 		uintptr_t addr;
 		int err;
 
+		if (used) {
+			/* Let a waiting fault in between two MOVEs. */
+			pthread_mutex_unlock(&e->lock);
+			pthread_mutex_lock(&e->lock);
+		}
+
 		if (max > UZS_MOVE_BATCH)
 			max = UZS_MOVE_BATCH;
 		n = next_run(e, vi, max);
@@ -328,6 +334,7 @@ void *uzs_reclaim_thread_main(void *arg)
 			/* New mappings are found within a few scan intervals. */
 			next_refresh = now + 4 * e->cfg.scan_interval_ns;
 		}
+		__atomic_store_n(&e->kicked, false, __ATOMIC_RELAXED);
 		uzs_policy_scan(e);
 		uzs_reclaim_victims(e);
 		uzs_engine_publish(e);
