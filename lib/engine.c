@@ -169,6 +169,7 @@ static int setup_memory(struct uzs_engine *e)
 	e->regions = own(UZS_MAX_REGIONS * sizeof(e->regions[0]));
 	e->maps_buf = own(UZS_MAPS_BUF);
 	e->staging = own((size_t)UZS_STAGING_PAGES << UZS_PAGE_SHIFT);
+	e->trash = own((size_t)UZS_STAGING_PAGES << UZS_PAGE_SHIFT);
 	e->fault_page = own(UZS_PAGE_SIZE);
 	e->fault_obj = own(UZS_PAGE_SIZE);
 	e->zeros = own((size_t)256 << UZS_PAGE_SHIFT);
@@ -176,12 +177,19 @@ static int setup_memory(struct uzs_engine *e)
 	e->victims_cap = VICTIMS_CAP;
 	e->victims = own(VICTIMS_CAP * sizeof(e->victims[0]));
 	e->scan = own(2 * sizeof(e->scan[0]));
-	if (!e->regions || !e->maps_buf || !e->staging || !e->fault_page ||
+	if (!e->regions || !e->maps_buf || !e->staging || !e->trash ||
+	    !e->fault_page ||
 	    !e->fault_obj || !e->zeros || !e->queue || !e->victims || !e->scan)
 		return -ENOMEM;
-	rc = uzs_uffd_register(&e->stage, (uintptr_t)e->staging,
+	/* Write-protect mode only: neither area ever raises a missing fault,
+	 * so reading an empty slot reads zeros instead of waiting for us. */
+	rc = uzs_uffd_register(&e->app, (uintptr_t)e->staging,
 			       (size_t)UZS_STAGING_PAGES << UZS_PAGE_SHIFT,
 			       UFFDIO_REGISTER_MODE_WP);
+	if (!rc)
+		rc = uzs_uffd_register(&e->stage, (uintptr_t)e->trash,
+				       (size_t)UZS_STAGING_PAGES << UZS_PAGE_SHIFT,
+				       UFFDIO_REGISTER_MODE_WP);
 	return rc;
 }
 

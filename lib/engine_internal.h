@@ -54,10 +54,15 @@ void uzs_regions_move(struct uzs_engine *e, uintptr_t from, uintptr_t to,
 /* ------------------------------------------------------------ staging */
 
 /*
- * Pages are taken out by UFFDIO_MOVE into the staging area, compressed from
- * there, and the staging pages discarded.  The staging area is registered
- * (write-protect mode only) with a second userfaultfd that has no events, so
- * discarding it raises no event and reading an empty slot just reads zeros.
+ * Pages are taken out by UFFDIO_MOVE into the staging area and compressed
+ * from there.  The MOVE is issued on the application's userfaultfd (the
+ * staging area is registered with it, write-protect mode only, so an empty
+ * slot reads as zeros and never waits for us): that way the kernel refuses
+ * it with EAGAIN while a layout event is unread, so we can never take a page
+ * out of a mapping that replaced one we have not yet seen go.  Staging is
+ * emptied by moving its pages on to the trash area, registered with a
+ * second userfaultfd that has no events, and discarding them there:
+ * MADV_DONTNEED on staging itself would raise an event on the first.
  */
 #define UZS_STAGING_PAGES 256u
 #define UZS_MOVE_BATCH 64u
@@ -92,7 +97,7 @@ struct uzs_engine {
 	struct uzs_config cfg;
 	pthread_mutex_t lock;
 	struct uzs_uffd app;    /* application memory: faults and events */
-	struct uzs_uffd stage;  /* the staging area: MOVE destination only */
+	struct uzs_uffd stage;  /* the trash area: no events */
 	struct uzs_pool *pool;
 	struct uzs_pagetable *pt;
 
@@ -102,6 +107,7 @@ struct uzs_engine {
 
 	char *maps_buf;             /* UZS_MAPS_BUF bytes for reading maps */
 	unsigned char *staging;
+	unsigned char *trash;
 	struct uzs_staging_slot slots[UZS_STAGING_PAGES];
 
 	/* fault thread's own buffers */

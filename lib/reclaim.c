@@ -21,8 +21,11 @@
  * until it is written.
  *
  * MOVE is issued under the engine lock.  That is safe because MOVE never
- * waits for the fault thread: the staging area belongs to a userfaultfd with
- * no events, so nothing MOVE does can be pending on us.
+ * waits for the fault thread: while a layout event is unread it fails with
+ * EAGAIN instead, and the round ends so the fault thread can read it.  That
+ * EAGAIN is also what makes the take-out safe against a mapping that was
+ * unmapped and replaced at the same address before we read the UNMAP: MOVE
+ * is issued on the application's userfaultfd precisely to get it.
  *
  * MOVE refuses (EBUSY) a page shared with another process, which after a
  * fork is every page until it is written.  Such a page is made exclusive
@@ -67,7 +70,7 @@ static size_t move_run(struct uzs_engine *e, uintptr_t addr, size_t n,
 		e->slots[slot + i] = (struct uzs_staging_slot){
 			addr + (i << UZS_PAGE_SHIFT), SLOT_FILLED };
 	}
-	*err = uzs_uffd_move(&e->stage, (uintptr_t)e->staging +
+	*err = uzs_uffd_move(&e->app, (uintptr_t)e->staging +
 			     ((uintptr_t)slot << UZS_PAGE_SHIFT), addr,
 			     n << UZS_PAGE_SHIFT, UFFDIO_MOVE_MODE_DONTWAKE, &done);
 	moved = done >> UZS_PAGE_SHIFT;
@@ -227,6 +230,26 @@ static void put_back(struct uzs_engine *e, unsigned slot)
 	}
 }
 
+/*
+ * Every slot is settled: empty the first n slots for the next batch, by
+ * moving their pages to the trash and discarding them there (no event: the
+ * trash belongs to the event-less userfaultfd).  Under e->lock.
+ */
+static void empty_staging(struct uzs_engine *e, unsigned n)
+{
+	size_t len = (size_t)n << UZS_PAGE_SHIFT, done;
+	int rc = uzs_uffd_move(&e->stage, (uintptr_t)e->trash,
+			       (uintptr_t)e->staging, len,
+			       UFFDIO_MOVE_MODE_DONTWAKE |
+			       UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+
+	if (rc)
+		uzs_log(e, UZS_LOG_ERROR, "emptying staging: %s", strerror(-rc));
+	uzs_region_discard(e->trash, len);
+	for (unsigned i = 0; i < UZS_STAGING_PAGES; i++)
+		e->slots[i].state = SLOT_FREE;
+}
+
 /* Record each stored page, or undo it if the page changed hands. */
 static void commit_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 {
@@ -269,11 +292,7 @@ static void commit_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 		if (e->resident_pages)
 			e->resident_pages--;
 	}
-	/* Every slot is settled: empty the staging area for the next batch.
-	 * No event: the staging userfaultfd has none. */
-	uzs_region_discard(e->staging, (size_t)UZS_STAGING_PAGES << UZS_PAGE_SHIFT);
-	for (unsigned i = 0; i < UZS_STAGING_PAGES; i++)
-		e->slots[i].state = SLOT_FREE;
+	empty_staging(e, n);
 }
 
 size_t uzs_reclaim_victims(struct uzs_engine *e)
