@@ -39,6 +39,8 @@
 
 #include "engine_internal.h"
 #include "mmap_region.h"
+#include "stats.h"
+#include "stats_shm.h"
 
 #define THREAD_STACK (256u << 10)
 #define VICTIMS_CAP (64u << 10)     /* 256 MiB taken out per round at most */
@@ -219,6 +221,17 @@ int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 		snprintf(err, errlen, "uzswap: cannot set up: %s", strerror(-rc));
 		goto fail;
 	}
+	e->stats_fd = -1;
+	if (e->cfg.stats_file[0]) {
+		e->stats_fd = open(e->cfg.stats_file,
+				   O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (e->stats_fd < 0)
+			uzs_log(e, UZS_LOG_WARN, "UZSWAP_STATS_FILE=%s: %s",
+				e->cfg.stats_file, strerror(errno));
+	}
+	/* For `uzswap stat PID`; without it only that command is lost. */
+	if (uzs_stats_shm_create(&e->shm) != 0)
+		e->shm = NULL;
 	e->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->kick_fd < 0 || e->stop_fd < 0) {
@@ -274,7 +287,22 @@ void uzs_engine_stats(struct uzs_engine *e, struct uzs_engine_stats *out)
 
 void uzs_engine_publish(struct uzs_engine *e)
 {
-	(void)e;    /* wired to the shared stats page in stats_shm.c */
+	struct uzs_engine_stats snap;
+	char line[UZS_STATS_JSON_MAX];
+	uint64_t now = uzs_now_ns();
+	size_t n;
+
+	if (!e->shm && e->stats_fd < 0)
+		return;
+	uzs_engine_stats(e, &snap);
+	if (e->shm)
+		uzs_stats_shm_publish(e->shm, &snap);
+	if (e->stats_fd < 0 || now < e->next_stats_ns)
+		return;
+	e->next_stats_ns = now + e->cfg.stats_interval_ns;
+	n = uzs_stats_json(&snap, (uint64_t)getpid(), line, sizeof(line));
+	if (n && write(e->stats_fd, line, n) != (ssize_t)n)
+		uzs_log(e, UZS_LOG_WARN, "writing %s failed", e->cfg.stats_file);
 }
 
 /* -------------------------------------------------------------- fork */
@@ -342,6 +370,10 @@ void uzs_engine_fork_child(struct uzs_engine *e)
 		close(e->pagemap_fd);
 	close(e->kick_fd);
 	close(e->stop_fd);
+	if (e->stats_fd >= 0)
+		close(e->stats_fd);
+	if (e->shm)
+		uzs_stats_shm_destroy(e->shm);
 	e->forking = false;
 	pthread_mutex_unlock(&e->lock);
 }

@@ -21,6 +21,8 @@
 #include <stdint.h>
 
 #include "engine.h"
+
+struct uzs_stats_shm;
 #include "env_config.h"
 #include "pagetable.h"
 #include "uffd.h"
@@ -139,7 +141,9 @@ struct uzs_engine {
 	bool kicked;                /* reclaim asked for since its last round */
 
 	struct uzs_engine_stats st;     /* under lock */
-	struct uzs_engine_stats *shm;   /* published copy for `uzswap stat` */
+	struct uzs_stats_shm *shm;      /* published copy for `uzswap stat` */
+	int stats_fd;                   /* UZSWAP_STATS_FILE, or -1 */
+	uint64_t next_stats_ns;
 };
 
 /* fault.c */
@@ -155,8 +159,9 @@ void *uzs_reclaim_thread_main(void *arg);
 size_t uzs_reclaim_victims(struct uzs_engine *e);
 
 /* policy.c */
-/* Age every managed page by one scan; fills e->victims. Under no lock. */
-void uzs_policy_scan(struct uzs_engine *e);
+/* Learn which pages are resident and written, age them by one scan if
+ * `age`, and choose e->victims.  Called without the lock. */
+void uzs_policy_scan(struct uzs_engine *e, bool age);
 
 /* engine.c */
 uint64_t uzs_now_ns(void);

@@ -71,6 +71,7 @@ static bool in_ranges(const struct range_list *l, size_t *cursor, uintptr_t a)
 }
 
 struct scan_state {
+	bool age;                       /* a timed scan: age unwritten pages */
 	uint64_t hist[AGE_MAX + 1];     /* unprotected candidates by age */
 	uint64_t hist_protected[AGE_MAX + 1];
 	uint64_t resident;
@@ -110,10 +111,10 @@ static void age_chunk(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 					q->age = 0;
 					q->flags &= (uint8_t)~(UZS_PTE_INCOMPRESSIBLE |
 							       UZS_PTE_UNMOVABLE);
-				} else if (q->age < AGE_MAX) {
+				} else if (s->age && q->age < AGE_MAX) {
 					q->age++;
 				}
-				if (q->protect && !w)
+				if (q->protect && !w && s->age)
 					q->protect--;
 				if (q->flags & (UZS_PTE_INCOMPRESSIBLE | UZS_PTE_UNMOVABLE))
 					continue;
@@ -287,13 +288,14 @@ static void collect_victims(struct uzs_engine *e, unsigned min_age,
 	}
 }
 
-void uzs_policy_scan(struct uzs_engine *e)
+void uzs_policy_scan(struct uzs_engine *e, bool age)
 {
 	struct scan_state s;
 	uint64_t need, cold_scans = 0;
 	unsigned min_age = AGE_MAX + 1, min_age_prot = AGE_MAX + 1;
 
 	memset(&s, 0, sizeof(s));
+	s.age = age;
 	age_all(e, &s);
 	pthread_mutex_lock(&e->lock);
 	e->resident_pages = s.resident;

@@ -319,32 +319,35 @@ size_t uzs_reclaim_victims(struct uzs_engine *e)
 
 /* ------------------------------------------------------ the thread */
 
-static void wait_for_work(struct uzs_engine *e, uint64_t timeout_ns, bool *stop)
+/* Sleep until timeout, a kick (returns true) or stop. */
+static bool wait_for_work(struct uzs_engine *e, uint64_t timeout_ns, bool *stop)
 {
 	struct pollfd fds[2] = {
 		{ .fd = e->kick_fd, .events = POLLIN },
 		{ .fd = e->stop_fd, .events = POLLIN },
 	};
-	int ms = (int)(timeout_ns / 1000000u);
+	int ms = (int)((timeout_ns + 999999u) / 1000000u);
+	bool kicked = false;
 
-	if (poll(fds, 2, ms > 0 ? ms : 1) > 0) {
+	if (poll(fds, 2, ms) > 0) {
 		uint64_t v;
 
 		if (fds[1].revents)
 			*stop = true;
-		if (fds[0].revents && read(e->kick_fd, &v, sizeof(v)) < 0)
-			(void)0;    /* drained: nothing to do */
+		if (fds[0].revents && read(e->kick_fd, &v, sizeof(v)) == sizeof(v))
+			kicked = true;
 	}
+	return kicked;
 }
 
 void *uzs_reclaim_thread_main(void *arg)
 {
 	struct uzs_engine *e = arg;
 	uint64_t next_scan = 0, next_refresh = 0;
-	bool stop = false;
+	bool stop = false, kicked = false;
 
 	while (!stop) {
-		uint64_t now = uzs_now_ns();
+		uint64_t now = uzs_now_ns(), wake;
 
 		if (now >= next_refresh) {
 			pthread_mutex_lock(&e->lock);
@@ -353,13 +356,23 @@ void *uzs_reclaim_thread_main(void *arg)
 			/* New mappings are found within a few scan intervals. */
 			next_refresh = now + 4 * e->cfg.scan_interval_ns;
 		}
-		__atomic_store_n(&e->kicked, false, __ATOMIC_RELAXED);
-		uzs_policy_scan(e);
-		uzs_reclaim_victims(e);
+		if (now >= next_scan || kicked) {
+			/* Ages count scan intervals, so only timed scans age;
+			 * a kick (over the limit) just chooses again. */
+			bool timed = now >= next_scan;
+
+			__atomic_store_n(&e->kicked, false, __ATOMIC_RELAXED);
+			uzs_policy_scan(e, timed);
+			uzs_reclaim_victims(e);
+			if (timed)
+				next_scan = now + e->cfg.scan_interval_ns;
+		}
 		uzs_engine_publish(e);
-		next_scan = uzs_now_ns() + e->cfg.scan_interval_ns;
 		now = uzs_now_ns();
-		wait_for_work(e, next_scan > now ? next_scan - now : 0, &stop);
+		wake = next_scan;
+		if (e->stats_fd >= 0 && e->next_stats_ns < wake)
+			wake = e->next_stats_ns;
+		kicked = wait_for_work(e, wake > now ? wake - now : 0, &stop);
 	}
 	return NULL;
 }
