@@ -562,18 +562,21 @@ int uzs_pool_alloc(struct uzs_pool *p, const void *src, size_t len,
 	size = obj_size((uint32_t)len);
 
 	pthread_mutex_lock(&p->lock);
-	err = handle_get(p, &idx);
-	if (err)
-		goto fail;
 	id = p->mru;
 	if (id == NIL || !zspage_fits(&p->zs[id], size)) {
 		id = find_room(p, size, NIL);
 		if (id == NIL)
 			id = zspage_new(p, size, &err);
-		if (id == NIL) {
-			handle_put(p, idx);
+		if (id == NIL)
 			goto fail;
-		}
+	}
+	/* The handle last: a failure here must undo nothing but a fresh,
+	 * still empty zspage. */
+	err = handle_get(p, &idx);
+	if (err) {
+		if (p->zs[id].nobjs == 0)
+			zspage_release(p, id);
+		goto fail;
 	}
 	s = slot_at(p, idx);
 	s->owner = owner;
@@ -606,6 +609,8 @@ long uzs_pool_read(struct uzs_pool *p, uzs_handle_t h, void *dst,
 	struct handle_slot *s;
 	long len = -EINVAL;
 
+	if (!dst)
+		return -EINVAL;
 	pthread_mutex_lock(&p->lock);
 	s = handle_lookup(p, h);
 	if (s && s->len <= dst_len) {
@@ -649,6 +654,8 @@ int uzs_pool_owner(struct uzs_pool *p, uzs_handle_t h, uint64_t *owner)
 	struct handle_slot *s;
 	int rc = -EINVAL;
 
+	if (!owner)
+		return -EINVAL;
 	pthread_mutex_lock(&p->lock);
 	s = handle_lookup(p, h);
 	if (s) {
