@@ -615,7 +615,9 @@ long uzs_pool_read(struct uzs_pool *p, uzs_handle_t h, void *dst,
 	s = handle_lookup(p, h);
 	if (s && s->len <= dst_len) {
 		memcpy(dst, zs_base(p, s->zspage) + s->offset, s->len);
-		p->zs[s->zspage].flags |= ZS_REFERENCED;
+		/* An evictor reading its batch is not a use. */
+		if (!(p->zs[s->zspage].flags & ZS_ISOLATED))
+			p->zs[s->zspage].flags |= ZS_REFERENCED;
 		len = s->len;
 	}
 	pthread_mutex_unlock(&p->lock);
