@@ -391,6 +391,14 @@ static int load_backing(const struct var *v, const char *value,
 	return 0;
 }
 
+/* Read by the uzswap command, not the shim: known, so never "unknown". */
+static int load_ignored(const struct var *v, const char *value,
+			struct uzs_config *cfg, char *err, size_t errlen)
+{
+	(void)v, (void)value, (void)cfg, (void)err, (void)errlen;
+	return 0;
+}
+
 #define AT(f) offsetof(struct uzs_config, f)
 #define ANY 0, UINT64_MAX, NULL
 
@@ -416,6 +424,7 @@ static const struct var vars[] = {
 	  "must be greater than 0; unset it for no cap" },
 	{ "UZSWAP_BACKING", load_backing, 0, ANY },
 	{ "UZSWAP_NUMA", load_bool, AT(numa), ANY },
+	{ "UZSWAP_PRELOAD_PATH", load_ignored, 0, ANY },
 };
 
 #define NVARS (sizeof(vars) / sizeof(vars[0]))

@@ -52,8 +52,6 @@ struct uffdio_poison {
 
 #define FIRST_TOUCH_MIN 16u
 #define FIRST_TOUCH_MAX 256u
-/* Scans a refaulted page is kept from being taken out again. */
-#define REFAULT_PROTECT 8u
 
 static int fetch_messages(struct uzs_engine *e);
 
@@ -92,6 +90,7 @@ void uzs_drop_range(struct uzs_engine *e, uintptr_t start, uintptr_t end)
 		for (size_t i = 0; p && i < run; i++) {
 			pte_clear(e, &p[i]);
 			p[i].age = p[i].flags = p[i].protect = 0;
+			p[i].refaults = 0;
 		}
 		a += run << UZS_PAGE_SHIFT;
 	}
@@ -147,7 +146,12 @@ static void account_fault(struct uzs_engine *e, enum uzs_fault_kind kind,
 
 /* ------------------------------------------------------ resolution */
 
-/* After a successful restore: the page is resident and proven in use. */
+/*
+ * After a successful restore: the page is resident and proven in use.  It is
+ * kept from being taken out again for 8 scans, doubling at each further
+ * refault (up to 255), so a page that keeps coming back is left alone for
+ * longer and longer.
+ */
 static void mark_restored(struct uzs_engine *e, struct uzs_pte *p)
 {
 	p->state = UZS_PTE_NONE;
@@ -155,7 +159,11 @@ static void mark_restored(struct uzs_engine *e, struct uzs_pte *p)
 	p->age = 0;
 	p->flags |= UZS_PTE_REFAULTED;
 	p->flags &= (uint8_t)~UZS_PTE_INCOMPRESSIBLE;
-	p->protect = REFAULT_PROTECT;
+	static const uint8_t protect_for[] = { 0, 8, 16, 32, 64, 255 };
+
+	if (p->refaults < 5)
+		p->refaults++;
+	p->protect = protect_for[p->refaults];
 	e->resident_pages++;
 }
 

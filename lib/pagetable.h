@@ -35,7 +35,8 @@ struct uzs_pte {
 	uint8_t age;        /* scans since last known use, saturating */
 	uint8_t flags;
 	uint8_t protect;    /* scans of protection left after a refault */
-	uint32_t pad;
+	uint8_t refaults;   /* times it came back by a fault, saturating */
+	uint8_t pad[3];
 };
 
 struct uzs_pagetable;

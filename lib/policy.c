@@ -13,10 +13,10 @@
  *  - Reads, indirectly, by refault.  A page that is only read looks cold to
  *    the write signal; when it is taken out and then touched, the fault says
  *    it was not cold after all.  Such a page restarts at age 0 and is
- *    protected for REFAULT_PROTECT scans (fault.c), and each further refault
- *    protects it again: a hot working set is taken out at most once per
- *    protection period, and not at all while it fits under the limit,
- *    because cold pages are always older and go first.
+ *    protected for 8 scans, doubling with each further refault (fault.c):
+ *    a hot working set is taken out less and less often, and not at all
+ *    while it fits under the limit, because cold pages are always older and
+ *    go first.
  *
  * Choosing victims: with UZSWAP_COLD_AGE, every unprotected resident page at
  * least that old.  With UZSWAP_LIMIT, when resident managed memory plus the

@@ -950,7 +950,15 @@ Test(config_unknown, far_names_list_every_known_name)
 			      "UZSWAP_COLD_AGE, UZSWAP_MIN_REGION, UZSWAP_SCAN_INTERVAL, "
 			      "UZSWAP_STATS, UZSWAP_STATS_FILE, UZSWAP_STATS_INTERVAL, "
 			      "UZSWAP_LOG, UZSWAP_CUTOFF, UZSWAP_POOL_MAX, "
-			      "UZSWAP_BACKING, UZSWAP_NUMA");
+			      "UZSWAP_BACKING, UZSWAP_NUMA, UZSWAP_PRELOAD_PATH");
+}
+
+Test(config_unknown, preload_path_is_known)
+{
+	/* Set by `uzswap run`'s users, read by the tool: not a typo. */
+	const char *const envp[] = { "UZSWAP_PRELOAD_PATH=/x.so", NULL };
+
+	cr_assert_eq(unknown(envp), 0, "%s", err);
 }
 
 Test(config_unknown, short_names_are_not_stretched)
