@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -183,6 +184,12 @@ static int setup_memory(struct uzs_engine *e)
 	    !e->fault_page ||
 	    !e->fault_obj || !e->zeros || !e->queue || !e->victims || !e->scan)
 		return -ENOMEM;
+	/* A forked child must not share these pages: the parent could then
+	 * not move them (EBUSY) and staging would never empty again. */
+	madvise(e->staging, (size_t)UZS_STAGING_PAGES << UZS_PAGE_SHIFT,
+		MADV_WIPEONFORK);
+	madvise(e->trash, (size_t)UZS_STAGING_PAGES << UZS_PAGE_SHIFT,
+		MADV_WIPEONFORK);
 	/* Write-protect mode only: neither area ever raises a missing fault,
 	 * so reading an empty slot reads zeros instead of waiting for us. */
 	rc = uzs_uffd_register(&e->app, (uintptr_t)e->staging,
@@ -271,7 +278,9 @@ static void snapshot_locked(struct uzs_engine *e, struct uzs_engine_stats *out)
 	*out = e->st;
 	out->uptime_ns = uzs_now_ns() - e->start_ns;
 	out->managed_bytes = e->managed_pages << UZS_PAGE_SHIFT;
-	out->resident_bytes = e->resident_pages << UZS_PAGE_SHIFT;
+	/* The estimate runs ahead between scans (it counts every fault in). */
+	out->resident_bytes = (e->resident_pages < e->managed_pages ?
+			       e->resident_pages : e->managed_pages) << UZS_PAGE_SHIFT;
 	out->regions = e->nregions;
 	out->stored_bytes = ps.stored_bytes;
 	out->pool_bytes = ps.pool_bytes;

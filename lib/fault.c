@@ -271,11 +271,20 @@ static int first_touch(struct uzs_engine *e, uintptr_t addr, bool write,
 			n++;
 		}
 	}
-	if (write)
+	if (write) {
 		rc = uzs_uffd_copy(&e->app, addr, e->zeros, n << UZS_PAGE_SHIFT,
 				   0, &done);
-	else
+	} else {
 		rc = uzs_uffd_zeropage(&e->app, addr, n << UZS_PAGE_SHIFT, &done);
+		/* ZEROPAGE refuses a page that holds a uffd-wp marker (write
+		 * tracking leaves them on pages that are not present); COPY
+		 * takes it.  A page really present fails COPY with EEXIST too,
+		 * and is then spurious. */
+		if (rc == -EEXIST && done == 0)
+			rc = uzs_uffd_copy(&e->app, addr, e->zeros,
+					   n << UZS_PAGE_SHIFT,
+					   r && r->wp ? UFFDIO_COPY_MODE_WP : 0, &done);
+	}
 	*filled = done >> UZS_PAGE_SHIFT;
 	e->resident_pages += *filled;
 	e->last_first_touch_end = addr + done;

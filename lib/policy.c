@@ -34,6 +34,7 @@
 #include "pool_internal.h"
 
 #define AGE_MAX 255u
+#define UNMOVABLE_RETRY_SCANS 16u
 #define SCAN_CHUNK ((uintptr_t)16 << 20)
 
 /* Collect [start, end) pages matching mask; WP them again if wp. Returns the
@@ -72,6 +73,7 @@ static bool in_ranges(const struct range_list *l, size_t *cursor, uintptr_t a)
 
 struct scan_state {
 	bool age;                       /* a timed scan: age unwritten pages */
+	bool retry_unmovable;           /* clear UNMOVABLE flags this scan */
 	uint64_t hist[AGE_MAX + 1];     /* unprotected candidates by age */
 	uint64_t hist_protected[AGE_MAX + 1];
 	uint64_t resident;
@@ -116,6 +118,11 @@ static void age_chunk(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 				}
 				if (q->protect && !w && s->age)
 					q->protect--;
+				/* A page MOVE refused (read-only then, pinned,
+				 * mlocked) is tried again now and then: the
+				 * reason may be gone without any write. */
+				if (s->retry_unmovable)
+					q->flags &= (uint8_t)~UZS_PTE_UNMOVABLE;
 				if (q->flags & (UZS_PTE_INCOMPRESSIBLE | UZS_PTE_UNMOVABLE))
 					continue;
 				if (q->protect)
@@ -296,6 +303,7 @@ void uzs_policy_scan(struct uzs_engine *e, bool age)
 
 	memset(&s, 0, sizeof(s));
 	s.age = age;
+	s.retry_unmovable = age && e->st.scans % UNMOVABLE_RETRY_SCANS == 0;
 	age_all(e, &s);
 	pthread_mutex_lock(&e->lock);
 	e->resident_pages = s.resident;

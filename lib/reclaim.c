@@ -161,9 +161,13 @@ static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 					p->flags |= UZS_PTE_UNMOVABLE;
 				e->st.takeout_busy++;
 			}
-		} else if (err == -EAGAIN) {
-			/* A layout event is pending: let the fault thread
-			 * read it; this round ends here. */
+		} else if (err == -EAGAIN || err == -EEXIST) {
+			/* EAGAIN: a layout event is pending, let the fault
+			 * thread read it.  EEXIST: a staging slot is not empty
+			 * (emptying it failed), no fault of the page's.  Either
+			 * way this round ends here. */
+			if (err == -EEXIST)
+				uzs_log(e, UZS_LOG_WARN, "staging not empty");
 			*vi = e->nvictims;
 			break;
 		} else if (err != -ENOENT) {
