@@ -1,0 +1,34 @@
+/*
+ * st_plain.c - a plain program for the runs where the shim must stand
+ * aside (bad settings, UZSWAP_DISABLE, no privilege) or must work (the
+ * control): fill 8 MiB, then
+ *   st_plain untouched    after 300 ms (30 scan intervals) every page is
+ *                         still resident: no engine touched us
+ *   st_plain compressed   the pages are taken out
+ * then verify, and print exactly the three lines the runner expects.
+ */
+#include "shimtest.h"
+
+#define NPAGES (8 * ST_MIB / ST_PAGE)
+#define LEN (NPAGES * ST_PAGE)
+
+int main(int argc, char **argv)
+{
+	const char *mode = st_mode(argc, argv, "compressed");
+	char *buf;
+
+	st_init(argv[0]);
+	buf = st_map(LEN);
+	st_fill(buf, NPAGES, 1, 0, 0);
+	if (!strcmp(mode, "untouched"))
+		st_expect_untouched("data", buf, LEN, 300);
+	else if (!strcmp(mode, "compressed"))
+		st_wait_out("data", buf, LEN);
+	else
+		st_fail("unknown mode %s", mode);
+	st_verify("data", buf, NPAGES, 1, 0, 0);
+	printf("line one of the program's own output\n");
+	printf("line two: %u pages verified\n", (unsigned)NPAGES);
+	printf("line three: the end\n");
+	return 0;
+}

@@ -1,0 +1,601 @@
+/*
+ * test_shim.c - the preload shim on real programs: each case runs one of the
+ * programs in tests/shim (built from this tree) with LD_PRELOAD pointing at
+ * the shim built here, and settings aggressive enough that nearly every page
+ * is compressed and faulted back many times.  The programs check every byte
+ * themselves and say what was wrong; this runner judges exit status,
+ * stdout and stderr, and kills a program that hangs (after printing its
+ * threads' backtraces, if gdb is installed).
+ *
+ * Needs a usable userfaultfd (root, CAP_SYS_PTRACE, access to
+ * /dev/userfaultfd or vm.unprivileged_userfaultfd=1) and a kernel with
+ * UFFDIO_MOVE; otherwise every case skips, saying why.  The no-privilege
+ * case needs root to become nobody.
+ *
+ * Settings:
+ *   age     UZSWAP_SCAN_INTERVAL=10ms UZSWAP_COLD_AGE=10ms: a page untouched
+ *           for about one scan is compressed
+ *   limit   UZSWAP_SCAN_INTERVAL=10ms UZSWAP_LIMIT=2M: everything over 2 MiB
+ *           resident is compressed
+ * both with UZSWAP_MIN_REGION=64K.  UZS_SHIM_TIMEOUT (seconds, default 60)
+ * changes how long a program may run.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SHIM_PATH
+#error "build with -DSHIM_PATH=\"$(abs_top_builddir)/preload/.libs/libuzswap_preload.so\""
+#endif
+#ifndef SHIM_TESTS_DIR
+#error "build with -DSHIM_TESTS_DIR=\"$(abs_top_builddir)/tests/shim\""
+#endif
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 16)
+#endif
+
+extern char **environ;
+
+#define OUT_MAX (64 * 1024)
+
+struct result {
+	int status;                 /* exit status, or 128 + signal */
+	bool hung;
+	double seconds;
+	char out[OUT_MAX], err[OUT_MAX];
+};
+
+#define ENV(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+static const char *const AGE[] = {
+	"UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=10ms",
+	"UZSWAP_MIN_REGION=64K", NULL,
+};
+static const char *const LIMIT[] = {
+	"UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_LIMIT=2M",
+	"UZSWAP_MIN_REGION=64K", NULL,
+};
+
+/* ------------------------------------------------------------ probing */
+
+/* NULL if this process can have a full userfaultfd with MOVE, else why. */
+static const char *uffd_unusable(void)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	int fd = -1, dev, err_dev = 0, err_sys;
+
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+		err_dev = fd < 0 ? errno : 0;
+		close(dev);
+	} else {
+		err_dev = errno;
+	}
+	if (fd < 0) {
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+		err_sys = fd < 0 ? errno : 0;
+		if (fd < 0 && err_sys == ENOSYS)
+			return "this kernel has no userfaultfd";
+		if (fd < 0 && (err_sys == EPERM || err_sys == EACCES) &&
+		    (err_dev == EPERM || err_dev == EACCES || err_dev == ENOENT))
+			return "needs root, CAP_SYS_PTRACE or access to "
+			       "/dev/userfaultfd";
+		if (fd < 0)
+			return "cannot open a userfaultfd";
+	}
+	if (ioctl(fd, UFFDIO_API, &api) != 0) {
+		close(fd);
+		return "UFFDIO_API fails";
+	}
+	close(fd);
+	if (!(api.features & UFFD_FEATURE_MOVE))
+		return "this kernel lacks UFFDIO_MOVE (Linux 6.8 or later)";
+	return NULL;
+}
+
+static void need_shim(const char *prog)
+{
+	static char path[4096];
+	const char *why;
+
+	if (access(SHIM_PATH, R_OK) != 0)
+		cr_skip_test("the shim %s is not built", SHIM_PATH);
+	snprintf(path, sizeof(path), SHIM_TESTS_DIR "/%s", prog);
+	if (access(path, X_OK) != 0)
+		cr_skip_test("the test program %s is not built", path);
+	why = uffd_unusable();
+	if (why)
+		cr_skip_test("%s", why);
+}
+
+/* ------------------------------------------------------------- running */
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double timeout_s(void)
+{
+	const char *t = getenv("UZS_SHIM_TIMEOUT");
+	double v = t ? atof(t) : 0;
+
+	return v > 0 ? v : 60;
+}
+
+/* Print every thread's backtrace of pid to our stderr, if gdb is here. */
+static void dump_backtraces(pid_t pid)
+{
+	char p[32];
+	pid_t g;
+
+	if (access("/usr/bin/gdb", X_OK) != 0) {
+		fprintf(stderr, "(no /usr/bin/gdb: no backtraces)\n");
+		return;
+	}
+	snprintf(p, sizeof(p), "%d", (int)pid);
+	fprintf(stderr, "---- backtraces of the hung process %d ----\n", (int)pid);
+	fflush(stderr);
+	g = fork();
+	if (g == 0) {
+		int null = open("/dev/null", O_RDONLY);
+
+		dup2(null, 0);
+		dup2(2, 1);
+		alarm(60);
+		execl("/usr/bin/gdb", "gdb", "-nx", "-batch", "-p", p,
+		      "-ex", "thread apply all bt", (char *)NULL);
+		_exit(127);
+	}
+	if (g > 0)
+		waitpid(g, NULL, 0);
+	fprintf(stderr, "---- end of backtraces ----\n");
+}
+
+struct opts {
+	const char *const *env;     /* "NAME=value" settings */
+	bool no_preload;            /* don't set LD_PRELOAD */
+	const char *prog_path;      /* instead of SHIM_TESTS_DIR/prog */
+	const char *shim_path;      /* instead of SHIM_PATH */
+	uid_t uid;                  /* 0: stay as we are */
+};
+
+/*
+ * Run prog [arg] with our environment minus UZSWAP_*, LD_PRELOAD and
+ * ASAN_OPTIONS, plus LD_PRELOAD and o->env; collect stdout and stderr.
+ */
+static void run(struct result *r, const char *prog, const char *arg,
+		const struct opts *o)
+{
+	char path[4096], preload[4200];
+	const char *envp[512], *argv[4];
+	int out[2], err[2];
+	size_t ne = 0;
+	double deadline;
+	pid_t pid;
+
+	memset(r, 0, sizeof(*r));
+	if (o->prog_path)
+		snprintf(path, sizeof(path), "%s", o->prog_path);
+	else
+		snprintf(path, sizeof(path), SHIM_TESTS_DIR "/%s", prog);
+	snprintf(preload, sizeof(preload), "LD_PRELOAD=%s",
+		 o->shim_path ? o->shim_path : SHIM_PATH);
+	for (char **e = environ; *e && ne < 400; e++)
+		if (strncmp(*e, "UZSWAP_", 7) && strncmp(*e, "LD_PRELOAD=", 11) &&
+		    strncmp(*e, "ASAN_OPTIONS=", 13))
+			envp[ne++] = *e;
+	if (!o->no_preload)
+		envp[ne++] = preload;
+	for (const char *const *s = o->env; s && *s; s++)
+		envp[ne++] = *s;
+	envp[ne] = NULL;
+	argv[0] = path;
+	argv[1] = arg;
+	argv[2] = NULL;
+
+	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(err, O_CLOEXEC), 0);
+	r->seconds = now();
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		setpgid(0, 0);          /* so a hang takes its children too */
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		if (o->uid) {
+			if (setgroups(0, NULL) || setgid(o->uid) || setuid(o->uid)) {
+				perror("becoming unprivileged");
+				_exit(98);
+			}
+		}
+		execve(path, (char *const *)argv, (char *const *)envp);
+		perror(path);
+		_exit(99);
+	}
+	setpgid(pid, pid);
+	close(out[1]);
+	close(err[1]);
+	deadline = now() + timeout_s();
+
+	/* Both pipes at once, so a chatty stderr cannot block stdout. */
+	{
+		struct pollfd pf[2] = { { out[0], POLLIN, 0 }, { err[0], POLLIN, 0 } };
+		char *dst[2] = { r->out, r->err };
+		size_t len[2] = { 0, 0 };
+		int open_fds = 2;
+
+		while (open_fds && !r->hung) {
+			double left = deadline - now();
+			int n;
+
+			if (left <= 0) {
+				r->hung = true;
+				break;
+			}
+			n = poll(pf, 2, (int)(left * 1000) + 1);
+			if (n < 0 && errno == EINTR)
+				continue;
+			cr_assert_geq(n, 0, "poll: %s", strerror(errno));
+			for (int i = 0; i < 2; i++) {
+				char junk[512];
+				ssize_t k;
+
+				if (pf[i].fd < 0 || !pf[i].revents)
+					continue;
+				if (len[i] < OUT_MAX - 1)
+					k = read(pf[i].fd, dst[i] + len[i], OUT_MAX - 1 - len[i]);
+				else
+					k = read(pf[i].fd, junk, sizeof(junk));
+				if (k <= 0) {
+					close(pf[i].fd);
+					pf[i].fd = -1;
+					open_fds--;
+				} else if (len[i] < OUT_MAX - 1) {
+					len[i] += (size_t)k;
+				}
+			}
+		}
+		for (int i = 0; i < 2; i++)
+			if (pf[i].fd >= 0)
+				close(pf[i].fd);
+		r->out[len[0]] = '\0';
+		r->err[len[1]] = '\0';
+	}
+	/* Output closed: the process should be gone or going. */
+	for (;;) {
+		int st;
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid) {
+			r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			break;
+		}
+		if (r->hung || now() > deadline) {
+			r->hung = true;
+			dump_backtraces(pid);
+			kill(-pid, SIGKILL);
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			r->status = -1;
+			break;
+		}
+		usleep(10000);
+	}
+	r->seconds = now() - r->seconds;
+}
+
+static size_t lines(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* The n-th line (from 0) of s, without its newline, into buf. */
+static const char *line(const char *s, size_t n, char *buf, size_t len)
+{
+	for (; n && *s; s++)
+		if (*s == '\n')
+			n--;
+	snprintf(buf, len, "%.*s", (int)strcspn(s, "\n"), s);
+	return buf;
+}
+
+static void assert_not_hung(const struct result *r, const char *what)
+{
+	cr_assert(!r->hung, "%s hung: killed after %.0f s (backtraces on "
+		  "stderr).\nstdout:\n%s\nstderr:\n%s", what, timeout_s(),
+		  r->out, r->err);
+}
+
+/* Exit 0, nothing on stderr: not a word from the shim on a healthy run. */
+static void assert_clean(const struct result *r, const char *what)
+{
+	assert_not_hung(r, what);
+	cr_assert_eq(r->status, 0, "%s: exit status %d\nstdout:\n%s\nstderr:\n%s",
+		     what, r->status, r->out, r->err);
+	cr_assert_eq(r->err[0], '\0', "%s exited 0 but wrote to stderr:\n%s",
+		     what, r->err);
+}
+
+static void expect_ok(const char *prog, const char *arg,
+		      const char *const *settings)
+{
+	struct opts o = { .env = settings };
+	struct result *r = malloc(sizeof(*r));
+	char what[256];
+
+	cr_assert_not_null(r);
+	need_shim(prog);
+	snprintf(what, sizeof(what), "%s %s", prog, arg ? arg : "");
+	run(r, prog, arg, &o);
+	cr_log_info("%s: %.1f s", what, r->seconds);
+	assert_clean(r, what);
+	free(r);
+}
+
+#define SHIM_TEST(name, prog, arg, settings) \
+	Test(shim, name) { expect_ok(prog, arg, settings); }
+
+/* ------------------------------------------------------------ programs */
+
+SHIM_TEST(single_thread, "st_basic", NULL, AGE)
+SHIM_TEST(single_thread_limit, "st_basic", NULL, LIMIT)
+SHIM_TEST(eight_threads, "st_threads", NULL, AGE)
+SHIM_TEST(eight_threads_limit, "st_threads", NULL, LIMIT)
+SHIM_TEST(fork, "st_fork", "basic", AGE)
+SHIM_TEST(fork_limit, "st_fork", "basic", LIMIT)
+SHIM_TEST(fork_twice_and_grandchild, "st_fork", "twice", AGE)
+SHIM_TEST(fork_from_thread, "st_fork", "thread", AGE)
+SHIM_TEST(madv_dontneed, "st_madvise", "dontneed", AGE)
+SHIM_TEST(madv_dontneed_limit, "st_madvise", "dontneed", LIMIT)
+SHIM_TEST(madv_free, "st_madvise", "free", AGE)
+SHIM_TEST(munmap_then_mmap, "st_munmap", NULL, AGE)
+SHIM_TEST(mremap_move, "st_mremap", "move", AGE)
+SHIM_TEST(mremap_grow_in_place, "st_mremap", "grow", AGE)
+SHIM_TEST(mremap_grow_with_move, "st_mremap", "growmove", AGE)
+SHIM_TEST(mremap_shrink, "st_mremap", "shrink", AGE)
+SHIM_TEST(mremap_piece, "st_mremap", "piece", AGE)
+SHIM_TEST(mremap_dontunmap, "st_mremap", "dontunmap", AGE)
+SHIM_TEST(mremap_all_limit, "st_mremap", "all", LIMIT)
+SHIM_TEST(mprotect_cycles, "st_mprotect", NULL, AGE)
+SHIM_TEST(syscall_pipe, "st_syscalls", "pipe", AGE)
+SHIM_TEST(syscall_file, "st_syscalls", "file", AGE)
+SHIM_TEST(syscall_devzero, "st_syscalls", "devzero", AGE)
+SHIM_TEST(syscall_process_vm, "st_syscalls", "vm", AGE)
+SHIM_TEST(syscall_o_direct, "st_syscalls", "direct", AGE)
+SHIM_TEST(signal_handler, "st_signal", NULL, AGE)
+SHIM_TEST(exec_self, "st_exec", "exec", AGE)
+SHIM_TEST(exec_from_thread, "st_exec", "thread", AGE)
+SHIM_TEST(posix_spawn_and_system, "st_exec", "spawn", AGE)
+SHIM_TEST(exit_with_compressed_pages, "st_exit", "_exit", AGE)
+SHIM_TEST(exit_while_threads_fault, "st_exit", "threads", AGE)
+SHIM_TEST(control_plain_compressed, "st_plain", "compressed", AGE)
+
+/* Handlers that run at exit see their data; their lines come out. */
+static void expect_exit_lines(const char *arg, const char *const *want)
+{
+	struct opts o = { .env = AGE };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_exit");
+	run(r, "st_exit", arg, &o);
+	assert_clean(r, arg);
+	for (; *want; want++)
+		cr_assert(strstr(r->out, *want), "st_exit %s: no \"%s\" in "
+			  "stdout:\n%s", arg, *want, r->out);
+	free(r);
+}
+
+Test(shim, exit_with_atexit_handler)
+{
+	expect_exit_lines("exit", ENV("st_exit: atexit handler verified\n"));
+}
+
+Test(shim, return_from_main_with_handlers)
+{
+	expect_exit_lines("return", ENV("st_exit: atexit handler verified\n",
+					"st_exit: destructor verified\n"));
+}
+
+/* ------------------------------------------------- the shim stands aside */
+
+static const char PLAIN_OUT[] =
+	"line one of the program's own output\n"
+	"line two: 2048 pages verified\n"
+	"line three: the end\n";
+
+/* st_plain untouched under env: status 0, its own output exactly. */
+static void run_untouched(struct result *r, const struct opts *o)
+{
+	run(r, "st_plain", "untouched", o);
+	assert_not_hung(r, "st_plain");
+	cr_assert_eq(r->status, 0, "st_plain: exit status %d\nstdout:\n%s\n"
+		     "stderr:\n%s", r->status, r->out, r->err);
+	cr_assert_str_eq(r->out, PLAIN_OUT, "the program's output changed:\n%s",
+			 r->out);
+}
+
+/* A bad value: exactly "uzswap: NAME="value" <why>" and the fallback line. */
+static void expect_bad_value(const char *setting, const char *shown)
+{
+	struct opts o = { .env = (const char *const[]){ setting,
+		"UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=10ms",
+		"UZSWAP_MIN_REGION=64K", NULL } };
+	struct result *r = malloc(sizeof(*r));
+	char l0[1024], l1[1024], want[512];
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	run_untouched(r, &o);
+	cr_assert_eq(lines(r->err), 2, "%s: want 2 lines on stderr, got:\n%s",
+		     setting, r->err);
+	snprintf(want, sizeof(want), "uzswap: %s ", shown);
+	line(r->err, 0, l0, sizeof(l0));
+	line(r->err, 1, l1, sizeof(l1));
+	cr_assert(!strncmp(l0, want, strlen(want)), "%s: first line should "
+		  "start with '%s':\n%s", setting, want, r->err);
+	cr_assert_str_eq(l1, "uzswap: running the program uncompressed",
+			 "%s: second line:\n%s", setting, r->err);
+	free(r);
+}
+
+Test(shim, bad_limit)
+{
+	expect_bad_value("UZSWAP_LIMIT=12X", "UZSWAP_LIMIT=\"12X\"");
+}
+
+Test(shim, bad_scan_interval)
+{
+	expect_bad_value("UZSWAP_SCAN_INTERVAL=1ms", "UZSWAP_SCAN_INTERVAL=\"1ms\"");
+}
+
+Test(shim, bad_value_with_newline_stays_one_line)
+{
+	expect_bad_value("UZSWAP_COLD_AGE=1\nsecond line",
+			 "UZSWAP_COLD_AGE=\"1\\x0asecond line\"");
+}
+
+Test(shim, unknown_variable_warns_and_runs)
+{
+	struct opts o = { .env = (const char *const[]){ "UZSWAP_LIMT=1M",
+		"UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=10ms",
+		"UZSWAP_MIN_REGION=64K", NULL } };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	run(r, "st_plain", "compressed", &o);
+	assert_not_hung(r, "st_plain");
+	cr_assert_eq(r->status, 0, "exit status %d\nstdout:\n%s\nstderr:\n%s",
+		     r->status, r->out, r->err);
+	cr_assert_str_eq(r->out, PLAIN_OUT, "output changed:\n%s", r->out);
+	cr_assert_eq(lines(r->err), 1, "want one line:\n%s", r->err);
+	cr_assert(strstr(r->err, "UZSWAP_LIMT") && strstr(r->err, "UZSWAP_LIMIT"),
+		  "%s", r->err);
+	free(r);
+}
+
+Test(shim, disable)
+{
+	struct opts o = { .env = ENV("UZSWAP_DISABLE=1",
+				     "UZSWAP_SCAN_INTERVAL=10ms",
+				     "UZSWAP_COLD_AGE=10ms", "UZSWAP_MIN_REGION=64K") };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	run_untouched(r, &o);
+	cr_assert_eq(r->err[0], '\0', "stderr:\n%s", r->err);
+	free(r);
+}
+
+Test(shim, disable_ignores_bad_values)
+{
+	struct opts o = { .env = ENV("UZSWAP_DISABLE=1", "UZSWAP_LIMIT=12X",
+				     "UZSWAP_SCAN_INTERVAL=10ms") };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	run_untouched(r, &o);
+	cr_assert_eq(r->err[0], '\0', "stderr:\n%s", r->err);
+	free(r);
+}
+
+/* Copy src to dir/name, mode 0755. */
+static void copy_file(const char *src, const char *dir, const char *name,
+		      char *dst, size_t dstlen)
+{
+	char buf[65536];
+	int in, out;
+	ssize_t n;
+
+	snprintf(dst, dstlen, "%s/%s", dir, name);
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(in, 0, "open %s: %s", src, strerror(errno));
+	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	cr_assert_geq(out, 0, "create %s: %s", dst, strerror(errno));
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		cr_assert_eq(write(out, buf, (size_t)n), n);
+	close(in);
+	close(out);
+	chmod(dst, 0755);
+}
+
+Test(shim, no_privilege)
+{
+	struct opts o = { .env = AGE, .uid = 65534 };
+	struct result *r = malloc(sizeof(*r));
+	char dir[] = "/tmp/uzswap-shimtest-XXXXXX", prog[256], shim[256];
+	char prog_src[4096];
+	FILE *f;
+	int v = -1;
+	struct stat st;
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	if (geteuid() != 0)
+		cr_skip_test("needs root to run a program as nobody");
+	f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "r");
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	if (v != 0)
+		cr_skip_test("vm.unprivileged_userfaultfd is %d, not 0: an "
+			     "unprivileged user may use userfaultfd here", v);
+	if (stat("/dev/userfaultfd", &st) == 0 && (st.st_mode & 006))
+		cr_skip_test("/dev/userfaultfd is open to every user here");
+
+	/* Copies nobody can surely reach, whatever the build dir allows. */
+	cr_assert_not_null(mkdtemp(dir));
+	chmod(dir, 0755);
+	snprintf(prog_src, sizeof(prog_src), SHIM_TESTS_DIR "/st_plain");
+	copy_file(prog_src, dir, "st_plain", prog, sizeof(prog));
+	copy_file(SHIM_PATH, dir, "libuzswap_preload.so", shim, sizeof(shim));
+	o.prog_path = prog;
+	o.shim_path = shim;
+	run_untouched(r, &o);
+	unlink(prog);
+	unlink(shim);
+	rmdir(dir);
+
+	cr_assert_eq(lines(r->err), 1, "want exactly one line on stderr:\n%s",
+		     r->err);
+	cr_assert(!strncmp(r->err, "uzswap: userfaultfd is ", 23), "%s", r->err);
+	cr_assert(strstr(r->err, "/dev/userfaultfd") &&
+		  strstr(r->err, "vm.unprivileged_userfaultfd=1") &&
+		  strstr(r->err, "CAP_SYS_PTRACE"),
+		  "the line should say how to enable userfaultfd:\n%s", r->err);
+	free(r);
+}
