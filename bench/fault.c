@@ -192,28 +192,21 @@ static bool measure_floor(size_t pages, double *lat)
 
 /* ------------------------------------------------------------- main */
 
-static long rss_kib(void)
+/* Wait until at most a fifth of the region is resident (mincore). */
+static bool wait_taken_out(unsigned char *region, size_t pages, double timeout_s)
 {
-	char line[256];
-	long kib = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmRSS:", 6))
-			kib = atol(line + 6);
-	if (f)
-		fclose(f);
-	return kib;
-}
-
-/* Wait until RSS has dropped by most of the region (the shim took it). */
-static bool wait_taken_out(long before_kib, size_t bytes, double timeout_s)
-{
+	static unsigned char vec[1 << 20];
 	double t0 = now_us();
 
-	while (now_us() - t0 < timeout_s * 1e6) {
-		if (rss_kib() < before_kib - (long)(bytes / 1024) * 8 / 10)
-			return true;
+	while (pages <= sizeof(vec) && now_us() - t0 < timeout_s * 1e6) {
+		size_t resident = 0;
+
+		if (mincore(region, pages * PAGE, vec) == 0) {
+			for (size_t i = 0; i < pages; i++)
+				resident += vec[i] & 1;
+			if (resident <= pages / 5)
+				return true;
+		}
 		usleep(20000);
 	}
 	return false;
@@ -237,7 +230,6 @@ int main(int argc, char **argv)
 	struct result floor_r, native_r, first_r, stored_r, zero_r;
 	size_t small = 64;  /* < UZSWAP_MIN_REGION: the shim leaves it */
 	unsigned char *m;
-	long before;
 
 	setvbuf(stdout, NULL, _IONBF, 0);
 	if (!measure_floor(pages, lat))
@@ -272,16 +264,14 @@ int main(int argc, char **argv)
 	/* stored: fill with heap-like pages, wait until taken out, touch */
 	for (size_t i = 0; i < pages; i++)
 		heap_page(m + i * PAGE, i);
-	before = rss_kib();
-	if (!wait_taken_out(before, pages * PAGE, 20))
+	if (!wait_taken_out(m, pages, 20))
 		printf("warning: RSS did not fall: is the shim compressing?\n");
 	touch_pages(m, pages, lat);
 	stored_r = summarize("stored", lat, pages);
 
 	/* zero: zero the pages (resident, written), wait, touch */
 	memset(m, 0, pages * PAGE);
-	before = rss_kib();
-	if (!wait_taken_out(before, pages * PAGE, 20))
+	if (!wait_taken_out(m, pages, 20))
 		printf("warning: RSS did not fall for zero pages\n");
 	touch_pages(m, pages, lat);
 	zero_r = summarize("zero", lat, pages);
