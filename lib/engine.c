@@ -317,41 +317,46 @@ void uzs_engine_publish(struct uzs_engine *e)
 /* -------------------------------------------------------------- fork */
 
 /* Put back every page we hold.  Under e->lock, dropped while the fault
- * thread reads an event our ioctl was waiting on. */
+ * thread reads an event our ioctl was waiting on; the walk keeps an
+ * address, not a region index, because regions may change meanwhile. */
 static void thaw_all(struct uzs_engine *e)
 {
-	for (size_t r = 0; r < e->nregions; r++) {
-		for (uintptr_t a = e->regions[r].start; a < e->regions[r].end;) {
-			size_t run;
-			struct uzs_pte *p = uzs_pt_run(e->pt, a, false, &run);
-			size_t n = (e->regions[r].end - a) >> UZS_PAGE_SHIFT;
+	uintptr_t cursor = 0;
 
-			if (run > n)
-				run = n;
-			for (size_t k = 0; p && k < run; k++) {
-				uintptr_t pa = a + (k << UZS_PAGE_SHIFT);
+	for (;;) {
+		struct uzs_region *r = NULL;
+		struct uzs_pt_walk w;
+
+		for (size_t i = 0; i < e->nregions && !r; i++)
+			if (e->regions[i].end > cursor)
+				r = &e->regions[i];
+		if (!r)
+			return;
+		w = uzs_pt_walk_start(r->start > cursor ? r->start : cursor, r->end);
+		cursor = r->end;
+		while (uzs_pt_walk_next(e->pt, &w, false)) {
+			for (size_t k = 0; w.pte && k < w.n; k++) {
+				struct uzs_pte *p = &w.pte[k];
 				int rc;
 
-				if (p[k].state == UZS_PTE_NONE)
+				if (p->state == UZS_PTE_NONE)
 					continue;
 				/* As a read fault: the page stays write-tracked,
 				 * so it still looks as cold as it is. */
-				while ((rc = uzs_fault_restore(e, pa, false)) == -EAGAIN) {
+				while ((rc = uzs_fault_restore(e, w.addr +
+						(k << UZS_PAGE_SHIFT), false)) == -EAGAIN) {
 					pthread_mutex_unlock(&e->lock);
 					usleep(20);
 					pthread_mutex_lock(&e->lock);
 					/* Nodes are never freed: p stays valid. */
 				}
 				if (rc == 0) {
-					p[k].flags &= (uint8_t)~UZS_PTE_REFAULTED;
-					p[k].protect = 0;
-					p[k].age = 255;
+					p->flags &= (uint8_t)~UZS_PTE_REFAULTED;
+					p->protect = 0;
+					p->age = 255;
 					e->st.fork_thaws++;
 				}
 			}
-			a += run << UZS_PAGE_SHIFT;
-			if (r >= e->nregions)
-				break;  /* an event shrank the table */
 		}
 	}
 }

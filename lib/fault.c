@@ -80,19 +80,14 @@ static void pte_clear(struct uzs_engine *e, struct uzs_pte *p)
 
 void uzs_drop_range(struct uzs_engine *e, uintptr_t start, uintptr_t end)
 {
-	for (uintptr_t a = start; a < end;) {
-		size_t run;
-		struct uzs_pte *p = uzs_pt_run(e->pt, a, false, &run);
-		size_t n = (end - a) >> UZS_PAGE_SHIFT;
+	struct uzs_pt_walk w = uzs_pt_walk_start(start, end);
 
-		if (run > n)
-			run = n;
-		for (size_t i = 0; p && i < run; i++) {
-			pte_clear(e, &p[i]);
-			p[i].age = p[i].flags = p[i].protect = 0;
-			p[i].refaults = 0;
+	while (uzs_pt_walk_next(e->pt, &w, false)) {
+		for (size_t i = 0; w.pte && i < w.n; i++) {
+			pte_clear(e, &w.pte[i]);
+			w.pte[i].age = w.pte[i].flags = w.pte[i].protect = 0;
+			w.pte[i].refaults = 0;
 		}
-		a += run << UZS_PAGE_SHIFT;
 	}
 }
 

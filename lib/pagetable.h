@@ -61,6 +61,47 @@ static inline struct uzs_pte *uzs_pt_lookup(struct uzs_pagetable *pt,
 	return uzs_pt_run(pt, addr, false, &run);
 }
 
+/*
+ * Walk the entries of [start, end) one leaf run at a time:
+ *
+ *	struct uzs_pt_walk w = uzs_pt_walk_start(start, end);
+ *
+ *	while (uzs_pt_walk_next(pt, &w, false))
+ *		for (size_t k = 0; w.pte && k < w.n; k++)
+ *			use(&w.pte[k], w.addr + (k << 12));
+ *
+ * w.pte is NULL over a leaf that does not exist (without alloc), so empty
+ * address space is skipped a leaf (16 MiB) at a time.
+ */
+struct uzs_pt_walk {
+	uintptr_t addr;         /* address of w.pte[0] */
+	uintptr_t next, end;
+	struct uzs_pte *pte;
+	size_t n;               /* entries in this run */
+};
+
+static inline struct uzs_pt_walk uzs_pt_walk_start(uintptr_t start,
+						   uintptr_t end)
+{
+	return (struct uzs_pt_walk){ .next = start, .end = end };
+}
+
+static inline bool uzs_pt_walk_next(struct uzs_pagetable *pt,
+				    struct uzs_pt_walk *w, bool alloc)
+{
+	size_t left;
+
+	if (w->next >= w->end)
+		return false;
+	w->addr = w->next;
+	w->pte = uzs_pt_run(pt, w->addr, alloc, &w->n);
+	left = (w->end - w->addr) >> 12;
+	if (w->n > left)
+		w->n = left;
+	w->next = w->addr + (w->n << 12);
+	return true;
+}
+
 /* Memory the table itself holds. */
 size_t uzs_pt_bytes(const struct uzs_pagetable *pt);
 

@@ -88,22 +88,19 @@ static void age_chunk(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 
 	for (size_t i = 0; i < present->n; i++) {
 		uintptr_t lo = present->v[i].start, hi = present->v[i].end;
+		struct uzs_pt_walk wk;
 
 		if (lo < start)
 			lo = start;
 		if (hi > end)
 			hi = end;
-		for (uintptr_t a = lo; a < hi;) {
-			size_t run;
-			struct uzs_pte *p = uzs_pt_run(e->pt, a, true, &run);
-			size_t n = (hi - a) >> UZS_PAGE_SHIFT;
-
-			if (!p)
-				return;
-			if (run > n)
-				run = n;
-			for (size_t k = 0; k < run; k++, a += UZS_PAGE_SIZE) {
-				struct uzs_pte *q = &p[k];
+		wk = uzs_pt_walk_start(lo, hi);
+		while (uzs_pt_walk_next(e->pt, &wk, true)) {
+			if (!wk.pte)
+				return;     /* page table full */
+			for (size_t k = 0; k < wk.n; k++) {
+				struct uzs_pte *q = &wk.pte[k];
+				uintptr_t a = wk.addr + (k << UZS_PAGE_SHIFT);
 				bool w = e->have_wp_async && in_ranges(written, &wc, a);
 
 				if (q->state != UZS_PTE_NONE)
@@ -173,22 +170,17 @@ static void mark_present(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 {
 	size_t pc = 0;
 
-	for (uintptr_t a = start; a < end;) {
-		size_t run;
-		struct uzs_pte *p = uzs_pt_run(e->pt, a, false, &run);
-		size_t n = (end - a) >> UZS_PAGE_SHIFT;
+	struct uzs_pt_walk w = uzs_pt_walk_start(start, end);
 
-		if (run > n)
-			run = n;
-		for (size_t k = 0; p && k < run; k++) {
-			uintptr_t pa = a + (k << UZS_PAGE_SHIFT);
+	while (uzs_pt_walk_next(e->pt, &w, false)) {
+		for (size_t k = 0; w.pte && k < w.n; k++) {
+			uintptr_t a = w.addr + (k << UZS_PAGE_SHIFT);
 
-			if (in_ranges(present, &pc, pa))
-				p[k].flags |= UZS_PTE_PRESENT;
+			if (in_ranges(present, &pc, a))
+				w.pte[k].flags |= UZS_PTE_PRESENT;
 			else
-				p[k].flags &= (uint8_t)~UZS_PTE_PRESENT;
+				w.pte[k].flags &= (uint8_t)~UZS_PTE_PRESENT;
 		}
-		a += run << UZS_PAGE_SHIFT;
 	}
 }
 
@@ -241,8 +233,10 @@ static void age_all(struct uzs_engine *e, struct scan_state *s)
 			written->n = 0;
 		pstop = scan_ranges(e, start, wstop, PAGE_IS_PRESENT, false,
 				    present);
-		mark_present(e, start, pstop, present);
+		/* Ageing allocates the table for new resident pages, so it goes
+		 * first: then they are marked present in this same scan. */
 		age_chunk(e, start, pstop, present, written, s);
+		mark_present(e, start, pstop, present);
 		pthread_mutex_unlock(&e->lock);
 		cursor = pstop > start ? pstop : start + UZS_PAGE_SIZE;
 	}
@@ -265,15 +259,11 @@ static void collect_victims(struct uzs_engine *e, unsigned min_age,
 			return;
 		}
 		stop = end - start > SCAN_CHUNK ? start + SCAN_CHUNK : end;
-		for (uintptr_t a = start; a < stop;) {
-			size_t run;
-			struct uzs_pte *p = uzs_pt_run(e->pt, a, false, &run);
-			size_t n = (stop - a) >> UZS_PAGE_SHIFT;
+		struct uzs_pt_walk w = uzs_pt_walk_start(start, stop);
 
-			if (run > n)
-				run = n;
-			for (size_t k = 0; p && k < run; k++) {
-				struct uzs_pte *q = &p[k];
+		while (uzs_pt_walk_next(e->pt, &w, false)) {
+			for (size_t k = 0; w.pte && k < w.n; k++) {
+				struct uzs_pte *q = &w.pte[k];
 				unsigned need_age = q->protect ? min_age_protected
 							       : min_age;
 
@@ -286,9 +276,8 @@ static void collect_victims(struct uzs_engine *e, unsigned min_age,
 					pthread_mutex_unlock(&e->lock);
 					return;
 				}
-				e->victims[e->nvictims++] = a + (k << UZS_PAGE_SHIFT);
+				e->victims[e->nvictims++] = w.addr + (k << UZS_PAGE_SHIFT);
 			}
-			a += run << UZS_PAGE_SHIFT;
 		}
 		pthread_mutex_unlock(&e->lock);
 		cursor = stop;
