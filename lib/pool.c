@@ -357,7 +357,13 @@ static uint32_t zspage_new(struct uzs_pool *p, uint32_t size, int *err)
 			return NIL;
 		}
 	}
-	id = slot_take(p, npages);
+	if (p->cached != NIL && p->zs[p->cached].npages_cached == npages) {
+		id = p->cached;     /* memory still there: no page faults */
+		p->cached = NIL;
+		p->zs[id].npages_cached = 0;
+	} else {
+		id = slot_take(p, npages);
+	}
 	if (id == NIL) {
 		*err = -ENOSPC;
 		return NIL;
@@ -390,13 +396,21 @@ static void zspage_release(struct uzs_pool *p, uint32_t id)
 		p->st.evicted_pages_freed += npages;
 	if (p->mru == id)
 		p->mru = NIL;
-	uzs_region_discard(zs_base(p, id), (size_t)npages * UZS_PAGE_SIZE);
 	z->npages = 0;
 	z->flags = 0;
 	z->generation++;
 	p->pages_held -= npages;
 	p->st.zspages--;
 	p->st.pool_bytes -= (uint64_t)npages * UZS_PAGE_SIZE;
+	if (p->cached == NIL) {
+		/* Keep one empty zspage's memory (8 KiB at most): a pool that
+		 * hovers at a zspage boundary would otherwise pay a discard and
+		 * fresh page faults every time it crosses it. */
+		p->cached = id;
+		z->npages_cached = (uint8_t)npages;
+		return;
+	}
+	uzs_region_discard(zs_base(p, id), (size_t)npages * UZS_PAGE_SIZE);
 	slot_give(p, id, npages);
 }
 
@@ -426,11 +440,33 @@ static void zspage_place(struct uzs_pool *p, uint32_t id, uint32_t idx)
 {
 	struct zspage *z = &p->zs[id];
 	struct handle_slot *s = slot_at(p, idx);
-	uint32_t size = obj_size(s->len);
+	uint32_t size = obj_size(s->len), end = 0, next;
 
-	if (zs_capacity(z) - z->tail < size)
-		zspage_defrag(p, id);
 	s->zspage = id;
+	z->used = (uint16_t)(z->used + size);
+	z->nobjs++;
+	if (zs_capacity(z) - z->tail < size) {
+		/* No room at the tail: first a hole that fits (no copying),
+		 * else slide everything down to merge the holes. */
+		for (next = z->first_obj; next != NIL; next = slot_at(p, next)->next) {
+			struct handle_slot *n = slot_at(p, next);
+
+			if (n->offset - end >= size) {
+				s->offset = (uint16_t)end;
+				s->next = next;
+				s->prev = n->prev;
+				if (n->prev != NIL)
+					slot_at(p, n->prev)->next = idx;
+				else
+					z->first_obj = idx;
+				n->prev = idx;
+				p->st.hole_fills++;
+				return;
+			}
+			end = n->offset + obj_size(n->len);
+		}
+		zspage_defrag(p, id);
+	}
 	s->offset = z->tail;
 	s->next = NIL;
 	s->prev = z->last_obj;
@@ -440,8 +476,6 @@ static void zspage_place(struct uzs_pool *p, uint32_t id, uint32_t idx)
 		z->first_obj = idx;
 	z->last_obj = idx;
 	z->tail = (uint16_t)(z->tail + size);
-	z->used = (uint16_t)(z->used + size);
-	z->nobjs++;
 }
 
 /* Take slot idx out of its zspage's object list. */
@@ -517,7 +551,7 @@ int uzs_pool_create(const struct uzs_pool_config *config,
 	p->zspage_pages = config->zspage_pages;
 	p->placement = UZS_PLACE_BEST_FIT;
 	p->free_single = p->free_pair = NIL;
-	p->lru_head = p->lru_tail = p->mru = NIL;
+	p->lru_head = p->lru_tail = p->mru = p->cached = NIL;
 	for (unsigned b = 0; b < NBUCKETS; b++)
 		p->bucket_head[b] = NIL;
 	p->handle_free = NIL;

@@ -108,6 +108,10 @@ int uzs_pool_check(struct uzs_pool *p)
 		CHECK(free_slots++ <= p->arena_bump);
 		CHECK(id % 2 == 0 && !p->zs[id].npages && !p->zs[id + 1].npages);
 	}
+	/* The cached empty zspage: no live zspage, on no free list. */
+	if (p->cached != NIL)
+		CHECK(!p->zs[p->cached].npages && p->zs[p->cached].npages_cached &&
+		      !(p->zs[p->cached].flags & ZS_FREE_SLOT));
 	/* Handle free list: free slots only, and it accounts for the rest. */
 	{
 		uint64_t nfree = 0;

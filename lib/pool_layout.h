@@ -61,6 +61,7 @@ struct zspage {
 	uint16_t nobjs;
 	int16_t bucket;         /* -1 when in no bucket */
 	uint8_t npages;         /* 0 = no zspage here, else 1 or 2 */
+	uint8_t npages_cached;  /* pages of the cached empty zspage here */
 	uint8_t flags;
 };
 
@@ -77,6 +78,7 @@ struct uzs_pool {
 
 	uint32_t free_single;   /* list of free 1-page slots (via bkt_*) */
 	uint32_t free_pair;     /* list of free 2-page slots */
+	uint32_t cached;        /* one empty zspage kept mapped, or NIL */
 
 	uint32_t lru_head, lru_tail; /* head = most recently used */
 	uint32_t mru;           /* last zspage stored into, or NIL */

@@ -178,6 +178,7 @@ struct uzs_pool_stats {
 	uint64_t compacted_objects;
 	uint64_t compacted_pages_freed;
 	uint64_t defrags;           /* in-zspage slides to make room */
+	uint64_t hole_fills;        /* objects placed in a hole, no slide needed */
 };
 
 void uzs_pool_stats(struct uzs_pool *pool, struct uzs_pool_stats *out);
