@@ -374,9 +374,15 @@ static uint64_t verify_phase(const struct store *s, uint64_t seed,
 		want.flags = (uint16_t)(want.flags | (r->flags & 0x2));
 		want.sum = record_hash(&want);
 		if ((uint32_t)h != r->sum || memcmp(r, &want, sizeof(want)) != 0) {
+			/* What is there instead says a lot: zeros, or another
+			 * record (a page put back at the wrong place)? */
 			if (bad++ < 10)
 				fprintf(stderr, "cache: record %" PRIu64 " (at %p) "
-					"does not check out\n", id, (const void *)r);
+					"does not check out: it holds id %" PRIu64
+					", key \"%.*s\", version %" PRIu32 ", its sum %s\n",
+					id, (const void *)r, r->id, (int)sizeof(r->key),
+					r->key, r->version,
+					(uint32_t)h == r->sum ? "matches" : "does not match");
 		}
 		sum = mix64(mix64(sum ^ h) ^ r->sum);
 	}
