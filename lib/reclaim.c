@@ -209,15 +209,20 @@ static void put_back(struct uzs_engine *e, unsigned slot)
 	for (;;) {
 		struct uzs_staging_slot *s = &e->slots[slot];
 		struct uzs_pte *p = uzs_pt_lookup(e->pt, s->addr);
+		struct uzs_region *r;
 		size_t done;
 		int rc;
 
 		if (s->state != SLOT_FILLED || !p || p->state != UZS_PTE_STAGED ||
 		    p->val != slot)
 			return;         /* consumed or dropped meanwhile */
+		/* Write-protected, as it was: otherwise the next scan would
+		 * see it written and try to compress it all over again. */
+		r = uzs_region_find(e, s->addr);
 		rc = uzs_uffd_copy(&e->app, s->addr,
 				   e->staging + ((size_t)slot << UZS_PAGE_SHIFT),
-				   UZS_PAGE_SIZE, 0, &done);
+				   UZS_PAGE_SIZE,
+				   r && r->wp ? UFFDIO_COPY_MODE_WP : 0, &done);
 		if (rc == -EAGAIN) {
 			pthread_mutex_unlock(&e->lock);
 			usleep(20);
