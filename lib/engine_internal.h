@@ -139,6 +139,9 @@ struct uzs_engine {
 	uintptr_t last_first_touch_end;
 	bool forking;
 	bool kicked;                /* reclaim asked for since its last round */
+	bool takeouts_stopped;      /* staging is unusable: compress no more */
+	bool limit_warned;          /* said once that the limit cannot hold */
+	bool limit_stuck;           /* the last scan could not meet the limit */
 
 	struct uzs_engine_stats st;     /* under lock */
 	struct uzs_stats_shm *shm;      /* published copy for `uzswap stat` */

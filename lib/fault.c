@@ -120,7 +120,7 @@ static void check_limit(struct uzs_engine *e)
 {
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
 
-	if (!limit || e->kicked)
+	if (!limit || e->kicked || e->limit_stuck)
 		return;
 	if (e->resident_pages + (e->pool_bytes_seen >> UZS_PAGE_SHIFT) > limit) {
 		e->kicked = true;

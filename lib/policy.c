@@ -148,6 +148,43 @@ static uint64_t pages_over_limit(struct uzs_engine *e, uint64_t resident)
 	return used - limit + limit / 32;
 }
 
+/*
+ * Would taking every protected page too bring us under the limit?  Each
+ * page taken costs, in the pool, what compression has cost on average so
+ * far.  If even taking all of them would leave us over, the limit is below
+ * the working set plus the pool: taking pages just proven in use would only
+ * bring them straight back (a thrash that slowed a test program 400-fold),
+ * so they stay, the limit is exceeded, and that is said once.  With nothing
+ * stored yet there is no evidence either way: try.  Under e->lock.
+ */
+static bool protected_would_fit(struct uzs_engine *e,
+				const struct scan_state *s, uint64_t got)
+{
+	uint64_t prot = 0, stored = e->st.pages_stored;
+	uint64_t pool_pages = e->pool_bytes_seen >> UZS_PAGE_SHIFT;
+	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, taken, after;
+	double cost;
+
+	if (!stored)
+		return true;
+	for (unsigned a = 0; a <= AGE_MAX; a++)
+		prot += s->hist_protected[a];
+	cost = pool_pages < stored ? (double)pool_pages / (double)stored : 1.0;
+	taken = got + prot;
+	after = pool_pages + (uint64_t)((double)taken * cost) +
+		(s->resident > taken ? s->resident - taken : 0);
+	if (after <= limit)
+		return true;
+	if (!e->limit_warned) {
+		uzs_log(e, UZS_LOG_WARN, "UZSWAP_LIMIT cannot be met: the pages "
+			"in use and the pool need %llu MiB; staying above it "
+			"rather than compressing pages in use",
+			(unsigned long long)(after >> 8));
+		e->limit_warned = true;
+	}
+	return false;
+}
+
 /* The youngest age still taken so that at least `need` pages are. */
 static unsigned threshold_for(const uint64_t *hist, uint64_t need,
 			      uint64_t *got)
@@ -294,10 +331,6 @@ void uzs_policy_scan(struct uzs_engine *e, bool age)
 	s.age = age;
 	s.retry_unmovable = age && e->st.scans % UNMOVABLE_RETRY_SCANS == 0;
 	age_all(e, &s);
-	pthread_mutex_lock(&e->lock);
-	e->resident_pages = s.resident;
-	e->st.scans++;
-	pthread_mutex_unlock(&e->lock);
 
 	if (e->cfg.cold_age_ns) {
 		cold_scans = e->cfg.cold_age_ns / e->cfg.scan_interval_ns;
@@ -307,20 +340,28 @@ void uzs_policy_scan(struct uzs_engine *e, bool age)
 			cold_scans = AGE_MAX;
 		min_age = min_age_prot = (unsigned)cold_scans;
 	}
+	pthread_mutex_lock(&e->lock);
+	e->resident_pages = s.resident;
+	e->st.scans++;
 	need = pages_over_limit(e, s.resident);
+	e->limit_stuck = false;
 	if (need) {
 		uint64_t got = 0;
 		unsigned t = threshold_for(s.hist, need, &got);
 
 		if (t < min_age)
 			min_age = t;
-		if (got < need) {
+		if (got < need && protected_would_fit(e, &s, got)) {
 			/* Not enough cold pages: protected ones go too. */
 			t = threshold_for(s.hist_protected, need - got, &got);
 			if (t < min_age_prot)
 				min_age_prot = t;
 		}
+		/* Short of the limit even so: a fault over the limit need not
+		 * ask again before the next timed scan, nothing will change. */
+		e->limit_stuck = got < need;
 	}
+	pthread_mutex_unlock(&e->lock);
 	e->nvictims = 0;
 	if (min_age <= AGE_MAX || min_age_prot <= AGE_MAX)
 		collect_victims(e, min_age, min_age_prot);

@@ -35,6 +35,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -136,7 +137,9 @@ static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 		used += (unsigned)moved;
 		e->st.takeouts += moved;
 		*vi += moved;
-		if (moved == n)
+		/* A short move reports EAGAIN whatever stopped it: go on from
+		 * the page it stopped at, whose MOVE alone says why. */
+		if (moved == n || moved > 0)
 			continue;
 		/* Stopped at victims[*vi]: decide what to do with it. */
 		uintptr_t bad = e->victims[*vi];
@@ -161,13 +164,20 @@ static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 					p->flags |= UZS_PTE_UNMOVABLE;
 				e->st.takeout_busy++;
 			}
-		} else if (err == -EAGAIN || err == -EEXIST) {
-			/* EAGAIN: a layout event is pending, let the fault
-			 * thread read it.  EEXIST: a staging slot is not empty
-			 * (emptying it failed), no fault of the page's.  Either
-			 * way this round ends here. */
-			if (err == -EEXIST)
-				uzs_log(e, UZS_LOG_WARN, "staging not empty");
+		} else if (err == -EAGAIN) {
+			/* A layout event is pending: end the round so the
+			 * fault thread can read it. */
+			*vi = e->nvictims;
+			break;
+		} else if (err == -EEXIST) {
+			/* A staging slot is not empty.  Emptying it failed and
+			 * said so, or this is a bug: either way stop taking
+			 * out, which is always safe. */
+			if (!e->takeouts_stopped)
+				uzs_log(e, UZS_LOG_ERROR, "staging slot %u is not "
+					"empty: no more pages will be compressed",
+					used);
+			e->takeouts_stopped = true;
 			*vi = e->nvictims;
 			break;
 		} else if (err != -ENOENT) {
@@ -246,17 +256,34 @@ static void put_back(struct uzs_engine *e, unsigned slot)
  */
 static void empty_staging(struct uzs_engine *e, unsigned n)
 {
-	size_t len = (size_t)n << UZS_PAGE_SHIFT, done;
-	int rc = uzs_uffd_move(&e->stage, (uintptr_t)e->trash,
-			       (uintptr_t)e->staging, len,
-			       UFFDIO_MOVE_MODE_DONTWAKE |
-			       UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+	size_t len = (size_t)n << UZS_PAGE_SHIFT, off = 0;
+	unsigned tries = 0;
+	int rc = 0;
 
-	if (rc)
-		uzs_log(e, UZS_LOG_ERROR, "emptying staging: %s", strerror(-rc));
+	/* A short move (EAGAIN) is the kernel losing a race with itself,
+	 * e.g. a page under migration: go on from where it stopped. */
+	while (off < len && tries++ < 16) {
+		size_t done;
+
+		rc = uzs_uffd_move(&e->stage, (uintptr_t)e->trash + off,
+				   (uintptr_t)e->staging + off, len - off,
+				   UFFDIO_MOVE_MODE_DONTWAKE |
+				   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+		off += done;
+		if (rc && rc != -EAGAIN)
+			break;
+	}
 	uzs_region_discard(e->trash, len);
 	for (unsigned i = 0; i < UZS_STAGING_PAGES; i++)
 		e->slots[i].state = SLOT_FREE;
+	if (off < len && !e->takeouts_stopped) {
+		/* Every slot is settled, so nothing is lost; but a slot
+		 * that stays full would refuse every later take-out. */
+		uzs_log(e, UZS_LOG_ERROR, "cannot empty the staging area (%s): "
+			"no more pages will be compressed",
+			strerror(rc ? -rc : EAGAIN));
+		e->takeouts_stopped = true;
+	}
 }
 
 /* Record each stored page, or undo it if the page changed hands. */
@@ -309,7 +336,7 @@ size_t uzs_reclaim_victims(struct uzs_engine *e)
 	struct staged batch[UZS_STAGING_PAGES];
 	size_t vi = 0, total = 0;
 
-	while (vi < e->nvictims) {
+	while (vi < e->nvictims && !e->takeouts_stopped) {
 		unsigned n;
 
 		pthread_mutex_lock(&e->lock);
@@ -349,38 +376,85 @@ static bool wait_for_work(struct uzs_engine *e, uint64_t timeout_ns, bool *stop)
 	return kicked;
 }
 
+/* Resident pages of the whole process, from /proc/self/statm (our own
+ * buffer, no stdio); 0 if it cannot be read. */
+static uint64_t process_rss_pages(void)
+{
+	char buf[128];
+	ssize_t n;
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	uint64_t v = 0;
+	const char *p = buf;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	while (*p && *p != ' ')
+		p++;    /* total size; the second field is resident */
+	while (*p == ' ')
+		p++;
+	while (*p >= '0' && *p <= '9')
+		v = v * 10 + (uint64_t)(*p++ - '0');
+	return v;
+}
+
+/*
+ * With a limit, a program that allocates fast must not run far past it
+ * before the next scan finds its new mappings: the process's RSS is polled
+ * every RSS_POLL_NS (a read of /proc/self/statm, a few microseconds), and
+ * growth by a sixteenth of the limit since the last round starts a round.
+ */
+#define RSS_POLL_NS (50u * 1000000u)
+
+static bool rss_grew(struct uzs_engine *e, uint64_t *last_rss)
+{
+	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, rss;
+
+	if (!limit)
+		return false;
+	rss = process_rss_pages();
+	if (rss > *last_rss + limit / 16) {
+		*last_rss = rss;
+		return true;
+	}
+	return false;
+}
+
 void *uzs_reclaim_thread_main(void *arg)
 {
 	struct uzs_engine *e = arg;
-	uint64_t next_scan = 0, next_refresh = 0;
+	uint64_t next_scan = 0, last_rss = 0;
 	bool stop = false, kicked = false;
 
 	while (!stop) {
 		uint64_t now = uzs_now_ns(), wake;
+		bool timed = now >= next_scan;
 
-		if (now >= next_refresh) {
+		if (timed || kicked || rss_grew(e, &last_rss)) {
+			/* Ages count scan intervals, so only timed scans age;
+			 * a kick (over the limit) just looks and chooses again. */
 			pthread_mutex_lock(&e->lock);
 			uzs_regions_refresh(e);
 			pthread_mutex_unlock(&e->lock);
-			/* New mappings are found within a few scan intervals. */
-			next_refresh = now + 4 * e->cfg.scan_interval_ns;
-		}
-		if (now >= next_scan || kicked) {
-			/* Ages count scan intervals, so only timed scans age;
-			 * a kick (over the limit) just chooses again. */
-			bool timed = now >= next_scan;
-
 			__atomic_store_n(&e->kicked, false, __ATOMIC_RELAXED);
 			uzs_policy_scan(e, timed);
 			uzs_reclaim_victims(e);
 			if (timed)
 				next_scan = now + e->cfg.scan_interval_ns;
+			if (e->cfg.limit)
+				last_rss = process_rss_pages();
 		}
 		uzs_engine_publish(e);
 		now = uzs_now_ns();
 		wake = next_scan;
 		if (e->stats_fd >= 0 && e->next_stats_ns < wake)
 			wake = e->next_stats_ns;
+		if (e->cfg.limit && now + RSS_POLL_NS < wake)
+			wake = now + RSS_POLL_NS;
 		kicked = wait_for_work(e, wake > now ? wake - now : 0, &stop);
 	}
 	return NULL;
