@@ -9,46 +9,59 @@
  * named by the index of its first page; its descriptor lives in a parallel
  * array, outside pool memory, so pool pages hold nothing but object bytes.
  *
- * Objects are stacked into a zspage back to back, each rounded up to
- * OBJ_ALIGN bytes; an object may straddle the two pages of a 2-page zspage
- * (they are contiguous in the arena).  There are no size classes: any object
- * can go into any zspage with room, which is what lets freed space be reused
- * by objects of other sizes (zsmalloc's churn weakness).
+ * Objects are stacked into zspages back to back at byte granularity, with
+ * no size classes: any object can go into any zspage with room, which is
+ * what lets freed space be reused by objects of other sizes (zsmalloc's
+ * churn weakness).  An object is stored as one *fragment*, or split into
+ * two: a head that fills a hole exactly and a tail at the start of the next
+ * hole, in the same zspage or in the next one filled.  Splitting is what
+ * lets 2-3 KiB objects fill 1- and 2-page zspages to the last byte (two
+ * 3000 B objects would leave 2 KiB of an 8 KiB zspage unused) and lets
+ * holes left by freed objects be refilled by objects of any size.  Within a
+ * 2-page zspage a fragment may also straddle the page boundary (the pages
+ * are contiguous in the arena).
  *
  * Handles
  * -------
  * A handle is 1 + the index of a slot in the handle table.  The slot holds
- * the object's location (zspage, offset, length) and the caller's owner tag,
- * and links the object into its zspage's list in offset order.  Because only
- * the slot knows where the object is, objects can move freely: defrag slides
- * a zspage's objects down to merge its holes, compaction moves objects
- * between zspages, and no handle changes.  The table is two-level (a
- * directory of lazily mapped chunks), so it grows without ever moving.
+ * the caller's owner tag and the object's one or two fragments (zspage,
+ * offset, length), each linked into its zspage's list of fragments in
+ * offset order.  Because only the slot knows where the object is, objects
+ * can move freely: compaction moves them between zspages and no handle
+ * changes.  The table is two-level (a directory of lazily mapped chunks),
+ * so it grows without ever moving.
  *
  * Placement
  * ---------
- * An allocation first tries the most recently used zspage (objects stored
- * together stay together: they tend to be freed together, which is what
- * lets whole zspages empty).  Failing that it takes, by default, the zspage
- * whose free space fits most tightly (free-space buckets of BUCKET_BYTES with
- * a bitmap, so the search is a few word scans), else a fresh zspage.  A
- * zspage whose free space is enough but not contiguous is defragmented in
- * place first.
+ * Allocation fills one zspage at a time, the *cursor*: the most recently
+ * stored into.  When the cursor is chosen, one walk of its fragments (a
+ * *sweep*) lists its holes; objects then go into those holes front to back,
+ * first fit, with no search and no copying of other objects.  When the
+ * cursor's holes are used up the next zspage is chosen (by default the one
+ * with the most free space not yet found unusable: see zspage.dust and the
+ * buckets), else a fresh one is made.  Frees never search either: they only
+ * unlink the fragments, and the space they free is found by the next sweep
+ * of that zspage.
  *
  * LRU and eviction
  * ----------------
  * zspages, not objects, are on the LRU; storing into a zspage makes it most
- * recently used.  Eviction takes the coldest zspage whole (second chance for
- * one that was read since: zswap found this cuts refaults), isolates it and
- * hands its objects to the caller; the zspage is released when its last
- * object is freed.  See uzswap.h for the caller's side of the protocol.
+ * recently used (a split object touches its head's zspage, then its
+ * tail's).  Eviction takes the coldest zspage whole (second chance for one
+ * that was read since: zswap found this cuts refaults), isolates it and
+ * hands the caller every object with a fragment in it; the zspage is
+ * released when the caller has freed them all.  An object split into a
+ * second zspage is handed out whole with the evicted one: freeing it frees
+ * its fragment in the other zspage too, which keeps its place on the LRU
+ * (and is released at once if that was its last fragment).  See uzswap.h
+ * for the caller's side of the protocol.
  *
  * Locking
  * -------
  * One mutex per pool covers everything here; every critical section is
- * short (at most a defrag's memmove of 8 KiB or a compaction step).  The
- * pool never calls out while holding it and never touches memory it does
- * not own, so it can be used from the shim's fault-service threads.  An
+ * short (at most one sweep of 256 fragments, or one compaction).  The pool
+ * never calls out while holding it and never touches memory it does not
+ * own, so it can be used from the shim's fault-service threads.  An
  * application thread never takes it.
  */
 #include "config.h"
@@ -56,6 +69,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -65,7 +79,7 @@
 #include "pool_layout.h"
 #include "uzswap.h"
 
-/* ------------------------------------------------------------ helpers */
+/* ------------------------------------------------------- handle table */
 
 /* The slot of a live handle, or NULL. */
 static struct handle_slot *handle_lookup(struct uzs_pool *p, uzs_handle_t h)
@@ -75,18 +89,18 @@ static struct handle_slot *handle_lookup(struct uzs_pool *p, uzs_handle_t h)
 	if (h == 0 || h > p->handles_hwm)
 		return NULL;
 	s = slot_at(p, (uint32_t)(h - 1));
-	return s->len ? s : NULL;
+	return s->f[0].len ? s : NULL;
 }
 
-/* ------------------------------------------------------- handle table */
-
-static int handle_get(struct uzs_pool *p, uint32_t *idx)
+/* A free slot; *fresh says it came from the high-water mark (for unget). */
+static int handle_get(struct uzs_pool *p, uint32_t *idx, bool *fresh)
 {
 	uint32_t chunk;
 
+	*fresh = false;
 	if (p->handle_free != NIL) {
 		*idx = p->handle_free;
-		p->handle_free = slot_at(p, *idx)->next;
+		p->handle_free = slot_at(p, *idx)->f[0].next;
 		return 0;
 	}
 	chunk = p->handles_hwm >> HCHUNK_SHIFT;
@@ -97,8 +111,8 @@ static int handle_get(struct uzs_pool *p, uint32_t *idx)
 						      sizeof(struct handle_slot));
 		if (!p->hchunk[chunk])
 			return -ENOMEM;
-		p->st.metadata_bytes += HCHUNK_SLOTS * sizeof(struct handle_slot);
 	}
+	*fresh = true;
 	*idx = p->handles_hwm++;
 	return 0;
 }
@@ -107,10 +121,28 @@ static void handle_put(struct uzs_pool *p, uint32_t idx)
 {
 	struct handle_slot *s = slot_at(p, idx);
 
-	s->len = 0;
-	s->zspage = NIL;
-	s->next = p->handle_free;
+	memset(s->f, 0, sizeof(s->f));
+	s->f[0].zspage = s->f[1].zspage = NIL;
+	s->f[0].next = p->handle_free;
 	p->handle_free = idx;
+}
+
+/* Undo handle_get exactly: a failed alloc leaves the table as it was,
+ * chunk directory and metadata_bytes included. */
+static void handle_unget(struct uzs_pool *p, uint32_t idx, bool fresh)
+{
+	if (!fresh) {
+		handle_put(p, idx);
+		return;
+	}
+	p->handles_hwm--;
+	if ((p->handles_hwm & (HCHUNK_SLOTS - 1)) == 0) {
+		uint32_t chunk = p->handles_hwm >> HCHUNK_SHIFT;
+
+		uzs_region_unreserve(p->hchunk[chunk],
+				     HCHUNK_SLOTS * sizeof(struct handle_slot));
+		p->hchunk[chunk] = NULL;
+	}
 }
 
 /* ---------------------------------------------------------------- LRU */
@@ -143,6 +175,16 @@ static void lru_push_mru(struct uzs_pool *p, uint32_t id)
 	p->lru_head = id;
 }
 
+/* A store into zspage id: it becomes the most recently used. */
+static void lru_touch(struct uzs_pool *p, uint32_t id)
+{
+	p->zs[id].stamp = ++p->clock;
+	if (p->lru_head != id) {
+		lru_unlink(p, id);
+		lru_push_mru(p, id);
+	}
+}
+
 /* ------------------------------------------------------------ buckets */
 
 static void bucket_remove(struct uzs_pool *p, uint32_t id)
@@ -164,49 +206,52 @@ static void bucket_remove(struct uzs_pool *p, uint32_t id)
 	z->bucket = -1;
 }
 
-/* Insert at the head (freshly used) or the tail (only freed into). */
-static void bucket_insert(struct uzs_pool *p, uint32_t id, bool at_head)
+static void bucket_insert(struct uzs_pool *p, uint32_t id)
 {
 	struct zspage *z = &p->zs[id];
-	uint32_t b = zs_free(z) >> BUCKET_SHIFT, cur;
+	uint32_t b = zs_unswept(z) >> BUCKET_SHIFT;
 
 	z->bucket = (int16_t)b;
-	z->bkt_prev = z->bkt_next = NIL;
-	if (p->bucket_head[b] == NIL) {
-		p->bucket_head[b] = id;
-		p->bucket_bits[b / 64] |= 1ull << (b % 64);
-		return;
-	}
-	if (at_head) {
-		z->bkt_next = p->bucket_head[b];
-		p->zs[z->bkt_next].bkt_prev = id;
-		p->bucket_head[b] = id;
-		return;
-	}
-	/* Buckets are short in practice; a tail pointer per bucket would cost
-	 * 1 KiB per pool to save this walk on the free path. Bounded walk: past
-	 * 8 steps, insert there (recency order is a preference, not a rule). */
-	cur = p->bucket_head[b];
-	for (int i = 0; i < 8 && p->zs[cur].bkt_next != NIL; i++)
-		cur = p->zs[cur].bkt_next;
-	z->bkt_prev = cur;
-	z->bkt_next = p->zs[cur].bkt_next;
+	z->bkt_prev = NIL;
+	z->bkt_next = p->bucket_head[b];
 	if (z->bkt_next != NIL)
 		p->zs[z->bkt_next].bkt_prev = id;
-	p->zs[cur].bkt_next = id;
+	p->bucket_head[b] = id;
+	p->bucket_bits[b / 64] |= 1ull << (b % 64);
 }
 
-/* Put a zspage in the bucket its free space says, if it can take anything. */
-static void bucket_update(struct uzs_pool *p, uint32_t id, bool at_head)
+/* Whether a zspage may become the cursor: worth a sweep, not in use. */
+static bool zspage_sweepable(const struct uzs_pool *p, uint32_t id)
+{
+	const struct zspage *z = &p->zs[id];
+
+	return !(z->flags & (ZS_ISOLATED | ZS_DRAINING)) &&
+	       id != p->cur.zspage && z->nfrags < zs_max_frags(z) &&
+	       zs_unswept(z) >= SWEEP_MIN;
+}
+
+/* Put a zspage in the bucket its unswept space says, if it is a target. */
+static void bucket_update(struct uzs_pool *p, uint32_t id)
 {
 	struct zspage *z = &p->zs[id];
 
-	bucket_remove(p, id);
-	if (z->flags & ZS_ISOLATED)
-		return;
-	if (zs_free(z) < OBJ_ALIGN || z->nobjs >= zs_max_objs(z))
-		return;
-	bucket_insert(p, id, at_head);
+	if (zspage_sweepable(p, id)) {
+		if (z->bucket == (int)(zs_unswept(z) >> BUCKET_SHIFT))
+			return;
+		bucket_remove(p, id);
+		bucket_insert(p, id);
+	} else {
+		bucket_remove(p, id);
+	}
+}
+
+/* Highest non-empty bucket, or -1. */
+static int bucket_top(const struct uzs_pool *p)
+{
+	for (int w = BITMAP_WORDS - 1; w >= 0; w--)
+		if (p->bucket_bits[w])
+			return w * 64 + 63 - __builtin_clzll(p->bucket_bits[w]);
+	return -1;
 }
 
 /* First non-empty bucket >= from, or -1. */
@@ -223,25 +268,37 @@ static int bucket_first_from(const struct uzs_pool *p, uint32_t from)
 	return -1;
 }
 
-/* A zspage (not `exclude`) with room for size bytes, by placement policy. */
-static uint32_t find_room(struct uzs_pool *p, uint32_t size, uint32_t exclude)
+/*
+ * The next zspage to fill, or NIL.  rest, when not 0, is the tail of an
+ * object whose head is already placed: it goes to the zspage with the least
+ * unswept space that could hold it (a freed object's hole, often exactly),
+ * so that the head is rarely given up.  Otherwise the placement policy
+ * decides.
+ */
+static uint32_t pick_target(const struct uzs_pool *p, uint32_t rest)
 {
-	uint32_t from = (size + (1u << BUCKET_SHIFT) - 1) >> BUCKET_SHIFT;
 	uint32_t best = NIL;
 	int b;
 
-	for (b = bucket_first_from(p, from); b >= 0;
-	     b = bucket_first_from(p, (uint32_t)b + 1)) {
-		uint32_t id = p->bucket_head[b];
+	if (rest) {
+		b = bucket_first_from(p, (rest + (1u << BUCKET_SHIFT) - 1) >>
+					 BUCKET_SHIFT);
+		if (b >= 0)
+			return p->bucket_head[b];
+	}
+	b = bucket_top(p);
+	if (b < 0 || p->placement == UZS_PLACE_EMPTIEST)
+		return b < 0 ? NIL : p->bucket_head[b];
+	/* RECENT: bucket heads are their bucket's latest arrivals; the most
+	 * recently stored into of them is close enough to the global one. */
+	for (uint32_t w = 0; w < BITMAP_WORDS; w++) {
+		for (uint64_t bits = p->bucket_bits[w]; bits; bits &= bits - 1) {
+			uint32_t id = p->bucket_head[w * 64 +
+						     (uint32_t)__builtin_ctzll(bits)];
 
-		if (id == exclude)
-			id = p->zs[id].bkt_next;
-		if (id == NIL)
-			continue;
-		if (p->placement == UZS_PLACE_BEST_FIT)
-			return id;
-		if (best == NIL || p->zs[id].stamp > p->zs[best].stamp)
-			best = id;
+			if (best == NIL || p->zs[id].stamp > p->zs[best].stamp)
+				best = id;
+		}
 	}
 	return best;
 }
@@ -336,9 +393,9 @@ static unsigned fresh_zspage_pages(const struct uzs_pool *p, uint32_t size)
 {
 	if (p->zspage_pages)
 		return p->zspage_pages;
-	/* Automatic: pairs halve the tail waste per page of large objects (two
-	 * 2.7 KiB objects leave 1.4 KiB in one page, three fill a pair); one
-	 * page is enough when objects are small enough to fill it. */
+	/* Automatic: a pair per sweep halves the sweeps per byte stored for
+	 * large objects and splits fewer of them; one page is enough when
+	 * objects are small enough to fill it without splitting. */
 	return size > UZS_PAGE_SIZE / 4 ? 2 : 1;
 }
 
@@ -349,10 +406,9 @@ static uint32_t zspage_new(struct uzs_pool *p, uint32_t size, int *err)
 	uint32_t id;
 
 	if (p->pages_held + npages > p->max_pages) {
-		if (npages == 2 && size <= UZS_PAGE_SIZE &&
-		    p->pages_held + 1 <= p->max_pages)
+		if (npages == 2 && p->pages_held + 1 <= p->max_pages) {
 			npages = 1;
-		else {
+		} else {
 			*err = -ENOSPC;
 			return NIL;
 		}
@@ -371,8 +427,8 @@ static uint32_t zspage_new(struct uzs_pool *p, uint32_t size, int *err)
 	z = &p->zs[id];
 	z->npages = (uint8_t)npages;
 	z->flags = 0;
-	z->used = z->tail = z->nobjs = 0;
-	z->first_obj = z->last_obj = NIL;
+	z->used = z->dust = z->nfrags = 0;
+	z->first = z->last = NIL;
 	z->bucket = -1;
 	z->bkt_prev = z->bkt_next = NIL;
 	z->stamp = 0;
@@ -394,8 +450,8 @@ static void zspage_release(struct uzs_pool *p, uint32_t id)
 		lru_unlink(p, id);
 	else
 		p->st.evicted_pages_freed += npages;
-	if (p->mru == id)
-		p->mru = NIL;
+	if (p->cur.zspage == id)
+		p->cur.zspage = NIL;
 	z->npages = 0;
 	z->flags = 0;
 	z->generation++;
@@ -414,96 +470,347 @@ static void zspage_release(struct uzs_pool *p, uint32_t id)
 	slot_give(p, id, npages);
 }
 
-/* Slide objects down to merge the holes into one run at the tail. */
-static void zspage_defrag(struct uzs_pool *p, uint32_t id)
+/* ------------------------------------------------------------ fragments */
+
+/*
+ * Make fragment ref the first len bytes of hole h of zspage id: link it
+ * after the fragment before the hole, and shrink the hole.
+ */
+static void frag_link(struct uzs_pool *p, uint32_t ref, uint32_t id,
+		      struct hole *h, uint32_t len)
 {
 	struct zspage *z = &p->zs[id];
-	unsigned char *base = zs_base(p, id);
-	uint32_t cursor = 0;
+	struct frag *f = frag_at(p, ref);
 
-	for (uint32_t i = z->first_obj; i != NIL;) {
-		struct handle_slot *s = slot_at(p, i);
-
-		if (s->offset != cursor) {
-			memmove(base + cursor, base + s->offset, obj_size(s->len));
-			s->offset = (uint16_t)cursor;
-		}
-		cursor += obj_size(s->len);
-		i = s->next;
-	}
-	z->tail = (uint16_t)cursor;
-	p->st.defrags++;
+	f->zspage = id;
+	f->offset = h->offset;
+	f->len = (uint16_t)len;
+	f->prev = h->prev;
+	f->next = h->prev != NIL ? frag_at(p, h->prev)->next : z->first;
+	if (f->prev != NIL)
+		frag_at(p, f->prev)->next = ref;
+	else
+		z->first = ref;
+	if (f->next != NIL)
+		frag_at(p, f->next)->prev = ref;
+	else
+		z->last = ref;
+	h->prev = ref;
+	h->offset = (uint16_t)(h->offset + len);
+	h->len = (uint16_t)(h->len - len);
+	z->used = (uint16_t)(z->used + len);
+	z->nfrags++;
+	/* Space taken from a zspage that is not the cursor (a split head
+	 * left behind) was counted as dust by the sweep that found it. */
+	if (id != p->cur.zspage)
+		z->dust = (uint16_t)(z->dust > len ? z->dust - len : 0);
 }
 
-/* Append slot idx (len, owner set) to zspage id, which has room. */
-static void zspage_place(struct uzs_pool *p, uint32_t id, uint32_t idx)
+/* Forget the cursor's holes: its zspage changed under it.  The zspage goes
+ * back to the buckets with all its free space to be found again. */
+static void cursor_drop(struct uzs_pool *p)
+{
+	uint32_t id = p->cur.zspage;
+
+	if (id == NIL)
+		return;
+	p->cur.zspage = NIL;
+	p->zs[id].dust = 0;
+	bucket_update(p, id);
+}
+
+/* Take fragment ref out of its zspage's list (the zspage may be empty
+ * afterwards: the caller releases it). */
+static void frag_unlink(struct uzs_pool *p, uint32_t ref)
+{
+	struct frag *f = frag_at(p, ref);
+	struct zspage *z = &p->zs[f->zspage];
+
+	if (f->prev != NIL)
+		frag_at(p, f->prev)->next = f->next;
+	else
+		z->first = f->next;
+	if (f->next != NIL)
+		frag_at(p, f->next)->prev = f->prev;
+	else
+		z->last = f->prev;
+	z->used = (uint16_t)(z->used - f->len);
+	z->nfrags--;
+	/* The sweep's holes no longer describe the zspage (a hole may now
+	 * reach into the space freed here, and its neighbours changed). */
+	if (f->zspage == p->cur.zspage)
+		cursor_drop(p);
+}
+
+/* Move fragment from to the (unused) reference to: same place, new owner
+ * slot.  Compaction uses it to give a placed object back its old handle. */
+static void frag_move(struct uzs_pool *p, uint32_t from, uint32_t to)
+{
+	struct frag *f = frag_at(p, from), *t = frag_at(p, to);
+	struct zspage *z = &p->zs[f->zspage];
+
+	*t = *f;
+	if (t->prev != NIL)
+		frag_at(p, t->prev)->next = to;
+	else
+		z->first = to;
+	if (t->next != NIL)
+		frag_at(p, t->next)->prev = to;
+	else
+		z->last = to;
+	if (t->zspage == p->cur.zspage)
+		for (uint32_t i = p->cur.at; i < p->cur.nholes; i++)
+			if (p->cur.holes[i].prev == from)
+				p->cur.holes[i].prev = to;
+}
+
+/* Remove a live object from its zspages, releasing any it empties. */
+static void obj_unplace(struct uzs_pool *p, uint32_t idx)
+{
+	struct handle_slot *s = slot_at(p, idx);
+
+	for (unsigned n = 0; n < 2; n++) {
+		uint32_t id = s->f[n].zspage;
+
+		if (!s->f[n].len)
+			continue;
+		frag_unlink(p, frag_ref(idx, n));
+		if (p->zs[id].nfrags == 0)
+			zspage_release(p, id);
+		else
+			bucket_update(p, id);
+	}
+}
+
+static void obj_copy_in(struct uzs_pool *p, const struct handle_slot *s,
+			const void *src)
+{
+	memcpy(zs_base(p, s->f[0].zspage) + s->f[0].offset, src, s->f[0].len);
+	if (s->f[1].len)
+		memcpy(zs_base(p, s->f[1].zspage) + s->f[1].offset,
+		       (const unsigned char *)src + s->f[0].len, s->f[1].len);
+}
+
+static void obj_copy_out(struct uzs_pool *p, const struct handle_slot *s,
+			 void *dst)
+{
+	memcpy(dst, zs_base(p, s->f[0].zspage) + s->f[0].offset, s->f[0].len);
+	if (s->f[1].len)
+		memcpy((unsigned char *)dst + s->f[0].len,
+		       zs_base(p, s->f[1].zspage) + s->f[1].offset, s->f[1].len);
+}
+
+/* -------------------------------------------------------------- cursor */
+
+/* Make zspage id the cursor: one walk of its fragments lists its holes. */
+static void cursor_sweep(struct uzs_pool *p, uint32_t id)
 {
 	struct zspage *z = &p->zs[id];
+	struct cursor *c = &p->cur;
+	uint32_t end = 0, prev = NIL, n = 0;
+
+	bucket_remove(p, id);
+	z->dust = 0;
+	for (uint32_t r = z->first; r != NIL; r = frag_at(p, r)->next) {
+		const struct frag *f = frag_at(p, r);
+
+		if (f->offset > end)
+			c->holes[n++] = (struct hole){ (uint16_t)end,
+				(uint16_t)(f->offset - end), prev };
+		end = f->offset + f->len;
+		prev = r;
+	}
+	if (zs_capacity(z) > end)
+		c->holes[n++] = (struct hole){ (uint16_t)end,
+			(uint16_t)(zs_capacity(z) - end), prev };
+	c->zspage = id;
+	c->at = 0;
+	c->nholes = n;
+	c->reused = z->nfrags > 0;
+	p->st.sweeps++;
+}
+
+/* Stop filling the cursor: what it left is dust until something is freed
+ * there. */
+static void cursor_leave(struct uzs_pool *p)
+{
+	uint32_t id = p->cur.zspage;
+
+	if (id == NIL)
+		return;
+	p->cur.zspage = NIL;
+	p->zs[id].dust = (uint16_t)zs_free(&p->zs[id]);
+	bucket_update(p, id);
+}
+
+/* Forget that zspage id (if still live and not the cursor) has dust. */
+static void zspage_undust(struct uzs_pool *p, uint32_t id)
+{
+	if (id == NIL || !p->zs[id].npages || id == p->cur.zspage)
+		return;
+	p->zs[id].dust = 0;
+	bucket_update(p, id);
+}
+
+/* The cursor's next hole, or NULL when it has none left. */
+static struct hole *cursor_hole(struct uzs_pool *p)
+{
+	struct cursor *c = &p->cur;
+
+	if (c->zspage == NIL)
+		return NULL;
+	while (c->at < c->nholes && c->holes[c->at].len == 0)
+		c->at++;
+	return c->at < c->nholes ? &c->holes[c->at] : NULL;
+}
+
+/* Move the cursor to the next zspage worth filling, or a fresh one if
+ * may_grow.  size is the object being placed (for a fresh zspage's size),
+ * rest the part of it still to place if its head is placed. */
+static bool cursor_advance(struct uzs_pool *p, uint32_t size, uint32_t rest,
+			   bool may_grow, int *err)
+{
+	uint32_t old = p->cur.zspage, id;
+
+	cursor_leave(p);
+	id = pick_target(p, rest);
+	if (id == NIL) {
+		if (may_grow)
+			id = zspage_new(p, size, err);
+		else
+			*err = -ENOSPC;
+		if (id == NIL) {
+			/* Nothing will be stored: what the cursor left is not
+			 * dust, a smaller object may fit there next. */
+			zspage_undust(p, old);
+			return false;
+		}
+	}
+	cursor_sweep(p, id);
+	return true;
+}
+
+/* The first of the cursor's holes that holds len bytes, but not `not`;
+ * with best, the smallest such hole instead.  -1 if none. */
+static int hole_fit(const struct cursor *c, uint32_t len, int not, bool best)
+{
+	int found = -1;
+
+	for (uint32_t i = c->at; i < c->nholes; i++) {
+		const struct hole *h = &c->holes[i];
+
+		if (h->len < len || (int)i == not)
+			continue;
+		if (!best)
+			return (int)i;
+		if (found < 0 || h->len < c->holes[found].len)
+			found = (int)i;
+	}
+	return found;
+}
+
+/* The cursor's largest hole, or -1 if it has none. */
+static int hole_largest(const struct cursor *c)
+{
+	int found = -1;
+
+	for (uint32_t i = c->at; i < c->nholes; i++)
+		if (c->holes[i].len &&
+		    (found < 0 || c->holes[i].len > c->holes[found].len))
+			found = (int)i;
+	return found;
+}
+
+/* Link object idx whole into hole i of the cursor. */
+static void place_whole(struct uzs_pool *p, uint32_t idx, int i, uint32_t len)
+{
 	struct handle_slot *s = slot_at(p, idx);
-	uint32_t size = obj_size(s->len), end = 0, next;
 
-	s->zspage = id;
-	z->used = (uint16_t)(z->used + size);
-	z->nobjs++;
-	if (zs_capacity(z) - z->tail < size) {
-		/* No room at the tail: first a hole that fits (no copying),
-		 * else slide everything down to merge the holes. */
-		for (next = z->first_obj; next != NIL; next = slot_at(p, next)->next) {
-			struct handle_slot *n = slot_at(p, next);
+	frag_link(p, frag_ref(idx, 0), p->cur.zspage, &p->cur.holes[i], len);
+	s->f[1].len = 0;
+	s->f[1].zspage = NIL;
+	p->st.hole_fills += p->cur.reused;
+}
 
-			if (n->offset - end >= size) {
-				s->offset = (uint16_t)end;
-				s->next = next;
-				s->prev = n->prev;
-				if (n->prev != NIL)
-					slot_at(p, n->prev)->next = idx;
-				else
-					z->first_obj = idx;
-				n->prev = idx;
-				p->st.hole_fills++;
-				return;
+/*
+ * Find room for an object of len bytes in slot idx and link its fragments
+ * (no bytes copied), in the cursor's zspage while it has room:
+ *  1. whole, in its first hole that holds it;
+ *  2. else split: head filling its largest hole, tail in the smallest other
+ *     hole that holds the rest;
+ *  3. else the head fills its largest hole, the cursor moves on, and the
+ *     tail goes into the first hole of the next zspage that holds the rest
+ *     (when none does, the head is given up and the object starts over
+ *     there).  What the cursor leaves behind is dust until a free there.
+ * Returns false with *err set, and nothing linked, if a fresh zspage was
+ * needed but not allowed (may_grow false: compaction) or not possible (the
+ * size limit).
+ */
+static bool place(struct uzs_pool *p, uint32_t idx, uint32_t len,
+		  bool may_grow, int *err)
+{
+	struct cursor *c = &p->cur;
+	struct hole head = { 0, 0, NIL };
+	uint32_t head_z = NIL;
+	bool head_reused = false;
+
+	for (;;) {
+		uint32_t id = c->zspage;
+		struct zspage *z;
+		int i, j;
+
+		if (!cursor_hole(p)) {
+			if (!cursor_advance(p, len, head_z != NIL ?
+					    len - head.len : 0, may_grow, err)) {
+				zspage_undust(p, head_z);
+				return false;
 			}
-			end = n->offset + obj_size(n->len);
+			continue;
 		}
-		zspage_defrag(p, id);
+		z = &p->zs[id];
+		if (z->nfrags >= zs_max_frags(z)) {
+			c->at = c->nholes;  /* no fragment fits any more */
+			continue;
+		}
+		if (head_z != NIL) {
+			j = hole_fit(c, len - head.len, -1, false);
+			if (j >= 0) {
+				frag_link(p, frag_ref(idx, 1), id, &c->holes[j],
+					  len - head.len);
+				frag_link(p, frag_ref(idx, 0), head_z, &head,
+					  head.len);
+				bucket_update(p, head_z);
+				p->st.hole_fills += head_reused;
+				return true;
+			}
+			head_z = NIL;       /* the rest does not fit: dust */
+		}
+		i = hole_fit(c, len, -1, false);
+		if (i >= 0) {
+			place_whole(p, idx, i, len);
+			return true;
+		}
+		i = hole_largest(c);
+		if (c->holes[i].len < MIN_SPLIT) {
+			c->at = c->nholes;
+			continue;
+		}
+		if (z->nfrags + 2u <= zs_max_frags(z)) {
+			j = hole_fit(c, len - c->holes[i].len, i, true);
+			if (j >= 0) {
+				frag_link(p, frag_ref(idx, 1), id, &c->holes[j],
+					  len - c->holes[i].len);
+				frag_link(p, frag_ref(idx, 0), id, &c->holes[i],
+					  c->holes[i].len);
+				p->st.hole_fills += c->reused;
+				return true;
+			}
+		}
+		head = c->holes[i];
+		head_z = id;
+		head_reused = c->reused;
+		c->at = c->nholes;
 	}
-	s->offset = z->tail;
-	s->next = NIL;
-	s->prev = z->last_obj;
-	if (z->last_obj != NIL)
-		slot_at(p, z->last_obj)->next = idx;
-	else
-		z->first_obj = idx;
-	z->last_obj = idx;
-	z->tail = (uint16_t)(z->tail + size);
-}
-
-/* Take slot idx out of its zspage's object list. */
-static void zspage_unplace(struct uzs_pool *p, uint32_t idx)
-{
-	struct handle_slot *s = slot_at(p, idx);
-	struct zspage *z = &p->zs[s->zspage];
-
-	if (s->prev != NIL)
-		slot_at(p, s->prev)->next = s->next;
-	else
-		z->first_obj = s->next;
-	if (s->next != NIL) {
-		slot_at(p, s->next)->prev = s->prev;
-	} else {
-		struct handle_slot *last;
-
-		z->last_obj = s->prev;
-		last = s->prev != NIL ? slot_at(p, s->prev) : NULL;
-		z->tail = last ? (uint16_t)(last->offset + obj_size(last->len)) : 0;
-	}
-	z->used = (uint16_t)(z->used - obj_size(s->len));
-	z->nobjs--;
-}
-
-static bool zspage_fits(const struct zspage *z, uint32_t size)
-{
-	return zs_free(z) >= size && z->nobjs < zs_max_objs(z);
 }
 
 /* ------------------------------------------------------------ public API */
@@ -549,9 +856,10 @@ int uzs_pool_create(const struct uzs_pool_config *config,
 	}
 	pthread_mutex_init(&p->lock, NULL);
 	p->zspage_pages = config->zspage_pages;
-	p->placement = UZS_PLACE_BEST_FIT;
+	p->placement = UZS_PLACE_EMPTIEST;
 	p->free_single = p->free_pair = NIL;
-	p->lru_head = p->lru_tail = p->mru = p->cached = NIL;
+	p->lru_head = p->lru_tail = p->cached = NIL;
+	p->cur.zspage = NIL;
 	for (unsigned b = 0; b < NBUCKETS; b++)
 		p->bucket_head[b] = NIL;
 	p->handle_free = NIL;
@@ -587,44 +895,30 @@ void uzs_pool_set_placement(struct uzs_pool *p, enum uzs_placement placement)
 int uzs_pool_alloc(struct uzs_pool *p, const void *src, size_t len,
 		   uint64_t owner, uzs_handle_t *out)
 {
-	uint32_t size, id, idx;
 	struct handle_slot *s;
-	int err = 0;
+	uint32_t idx;
+	bool fresh;
+	int err;
 
 	if (len == 0 || len > UZS_PAGE_SIZE || !src || !out)
 		return -EINVAL;
-	size = obj_size((uint32_t)len);
 
 	pthread_mutex_lock(&p->lock);
-	id = p->mru;
-	if (id == NIL || !zspage_fits(&p->zs[id], size)) {
-		id = find_room(p, size, NIL);
-		if (id == NIL)
-			id = zspage_new(p, size, &err);
-		if (id == NIL)
-			goto fail;
-	}
-	/* The handle last: a failure here must undo nothing but a fresh,
-	 * still empty zspage. */
-	err = handle_get(p, &idx);
-	if (err) {
-		if (p->zs[id].nobjs == 0)
-			zspage_release(p, id);
+	err = handle_get(p, &idx, &fresh);
+	if (err)
+		goto fail;
+	if (!place(p, idx, (uint32_t)len, true, &err)) {
+		handle_unget(p, idx, fresh);
 		goto fail;
 	}
 	s = slot_at(p, idx);
 	s->owner = owner;
-	s->len = (uint16_t)len;
-	zspage_place(p, id, idx);
-	memcpy(zs_base(p, id) + s->offset, src, len);
-
-	p->zs[id].stamp = ++p->clock;
-	if (p->lru_head != id) {
-		lru_unlink(p, id);
-		lru_push_mru(p, id);
+	obj_copy_in(p, s, src);
+	lru_touch(p, s->f[0].zspage);
+	if (s->f[1].len) {
+		lru_touch(p, s->f[1].zspage);
+		p->st.split_objects++;
 	}
-	p->mru = id;
-	bucket_update(p, id, true);
 	p->st.objects++;
 	p->st.stored_bytes += len;
 	p->st.allocs++;
@@ -637,6 +931,19 @@ fail:
 	return err;
 }
 
+/* A read is a use of each zspage the object is in, unless one of them is
+ * isolated: then it is an evictor reading its batch. */
+static void mark_referenced(struct uzs_pool *p, const struct handle_slot *s)
+{
+	unsigned n = s->f[1].len ? 2 : 1;
+
+	for (unsigned k = 0; k < n; k++)
+		if (p->zs[s->f[k].zspage].flags & ZS_ISOLATED)
+			return;
+	for (unsigned k = 0; k < n; k++)
+		p->zs[s->f[k].zspage].flags |= ZS_REFERENCED;
+}
+
 long uzs_pool_read(struct uzs_pool *p, uzs_handle_t h, void *dst,
 		   size_t dst_len)
 {
@@ -647,12 +954,10 @@ long uzs_pool_read(struct uzs_pool *p, uzs_handle_t h, void *dst,
 		return -EINVAL;
 	pthread_mutex_lock(&p->lock);
 	s = handle_lookup(p, h);
-	if (s && s->len <= dst_len) {
-		memcpy(dst, zs_base(p, s->zspage) + s->offset, s->len);
-		/* An evictor reading its batch is not a use. */
-		if (!(p->zs[s->zspage].flags & ZS_ISOLATED))
-			p->zs[s->zspage].flags |= ZS_REFERENCED;
-		len = s->len;
+	if (s && slot_len(s) <= dst_len) {
+		obj_copy_out(p, s, dst);
+		mark_referenced(p, s);
+		len = (long)slot_len(s);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return len;
@@ -661,7 +966,7 @@ long uzs_pool_read(struct uzs_pool *p, uzs_handle_t h, void *dst,
 int uzs_pool_free(struct uzs_pool *p, uzs_handle_t h)
 {
 	struct handle_slot *s;
-	uint32_t id;
+	uint32_t idx;
 
 	pthread_mutex_lock(&p->lock);
 	s = handle_lookup(p, h);
@@ -669,18 +974,14 @@ int uzs_pool_free(struct uzs_pool *p, uzs_handle_t h)
 		pthread_mutex_unlock(&p->lock);
 		return -EINVAL;
 	}
-	id = s->zspage;
+	idx = (uint32_t)(h - 1);
 	p->st.objects--;
-	p->st.stored_bytes -= s->len;
+	p->st.stored_bytes -= slot_len(s);
 	p->st.frees++;
-	zspage_unplace(p, (uint32_t)(h - 1));
-	handle_put(p, (uint32_t)(h - 1));
-	if (p->zs[id].nobjs == 0)
-		zspage_release(p, id);
-	else if (id != p->mru)
-		bucket_update(p, id, false);
-	else
-		bucket_update(p, id, true);
+	if (s->f[1].len)
+		p->st.split_objects--;
+	obj_unplace(p, idx);
+	handle_put(p, idx);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
@@ -710,17 +1011,19 @@ long uzs_pool_length(struct uzs_pool *p, uzs_handle_t h)
 	pthread_mutex_lock(&p->lock);
 	s = handle_lookup(p, h);
 	if (s)
-		len = s->len;
+		len = (long)slot_len(s);
 	pthread_mutex_unlock(&p->lock);
 	return len;
 }
 
-int uzs_pool_evict_begin(struct uzs_pool *p, struct uzs_evict_batch *batch)
+/* ------------------------------------------------------------ eviction */
+
+/* The coldest zspage, giving a read one a second chance; NIL if none. */
+static uint32_t evict_victim(struct uzs_pool *p)
 {
-	uint32_t id, n = 0;
+	uint32_t id;
 	uint64_t tries;
 
-	pthread_mutex_lock(&p->lock);
 	/* Each zspage is passed over at most once: its referenced bit clears. */
 	for (tries = 0, id = p->lru_tail; id != NIL; tries++, id = p->lru_tail) {
 		struct zspage *z = &p->zs[id];
@@ -731,19 +1034,33 @@ int uzs_pool_evict_begin(struct uzs_pool *p, struct uzs_evict_batch *batch)
 		lru_unlink(p, id);
 		lru_push_mru(p, id);
 	}
+	return id;
+}
+
+int uzs_pool_evict_begin(struct uzs_pool *p, struct uzs_evict_batch *batch)
+{
+	uint32_t id, n = 0;
+
+	pthread_mutex_lock(&p->lock);
+	id = evict_victim(p);
 	if (id == NIL) {
 		pthread_mutex_unlock(&p->lock);
 		return -ENOENT;
 	}
+	if (p->cur.zspage == id)
+		p->cur.zspage = NIL;
 	lru_unlink(p, id);
 	bucket_remove(p, id);
 	p->zs[id].flags |= ZS_ISOLATED;
 	p->zs[id].flags &= (uint8_t)~ZS_REFERENCED;
-	if (p->mru == id)
-		p->mru = NIL;
-	for (uint32_t i = p->zs[id].first_obj; i != NIL; i = slot_at(p, i)->next) {
-		batch->entries[n].handle = (uzs_handle_t)i + 1;
-		batch->entries[n].owner = slot_at(p, i)->owner;
+	for (uint32_t r = p->zs[id].first; r != NIL; r = frag_at(p, r)->next) {
+		const struct handle_slot *s = slot_at(p, r >> 1);
+
+		/* An object with both fragments here is listed once. */
+		if ((r & 1) && s->f[0].zspage == id)
+			continue;
+		batch->entries[n].handle = (uzs_handle_t)(r >> 1) + 1;
+		batch->entries[n].owner = s->owner;
 		n++;
 	}
 	batch->zspage = id;
@@ -764,78 +1081,215 @@ void uzs_pool_evict_end(struct uzs_pool *p, struct uzs_evict_batch *batch)
 	if (id < p->arena_bump && z->npages && z->generation == batch->generation &&
 	    (z->flags & ZS_ISOLATED)) {
 		z->flags &= (uint8_t)~ZS_ISOLATED;
+		z->dust = 0;
 		lru_push_mru(p, id);
-		bucket_update(p, id, false);
+		bucket_update(p, id);
 	}
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* The zspage with the most free space that is worth emptying, or NIL. */
-static uint32_t compact_source(struct uzs_pool *p)
-{
-	for (int w = BITMAP_WORDS - 1; w >= 0; w--) {
-		uint64_t bits = p->bucket_bits[w];
-		uint32_t id;
+/* ---------------------------------------------------------- compaction */
 
-		if (!bits)
-			continue;
-		id = p->bucket_head[w * 64 + 63 - __builtin_clzll(bits)];
-		/* Only zspages at most half full: emptying a fuller one copies
-		 * more than a page's worth to free one page. */
-		return p->zs[id].used * 2 <= zs_capacity(&p->zs[id]) ? id : NIL;
+enum move_result { MOVED, PINNED, NO_ROOM };
+
+/*
+ * Move object idx out of the zspage being drained into the holes of others
+ * (never a fresh zspage).  It is placed under a spare slot first, so that a
+ * failure leaves it untouched; then its old fragments go and the new ones
+ * take its slot, so the handle never changes.
+ */
+static enum move_result compact_move(struct uzs_pool *p, uint32_t idx)
+{
+	struct handle_slot *s = slot_at(p, idx), *t;
+	uint32_t len = slot_len(s), tmp;
+	bool fresh;
+	int err;
+
+	/* An object also in a zspage being evicted stays: the evictor is
+	 * about to write it back from there. */
+	if (s->f[1].len && (p->zs[s->f[1].zspage].flags & ZS_ISOLATED))
+		return PINNED;
+	if (p->zs[s->f[0].zspage].flags & ZS_ISOLATED)
+		return PINNED;
+	if (handle_get(p, &tmp, &fresh))
+		return NO_ROOM;
+	if (!place(p, tmp, len, false, &err)) {
+		handle_unget(p, tmp, fresh);
+		return NO_ROOM;
 	}
-	return NIL;
+	t = slot_at(p, tmp);
+	obj_copy_out(p, s, p->bounce);
+	obj_copy_in(p, t, p->bounce);
+	if (s->f[1].len)
+		p->st.split_objects--;
+	obj_unplace(p, idx);
+	for (unsigned n = 0; n < 2; n++) {
+		if (t->f[n].len) {
+			frag_move(p, frag_ref(tmp, n), frag_ref(idx, n));
+		} else {
+			s->f[n].len = 0;
+			s->f[n].zspage = NIL;
+		}
+	}
+	if (s->f[1].len)
+		p->st.split_objects++;
+	memset(t->f, 0, sizeof(t->f));
+	handle_unget(p, tmp, fresh);
+	p->st.compacted_objects++;
+	return MOVED;
+}
+
+/* Empty zspage id into the others; true if it was released. */
+static bool compact_drain(struct uzs_pool *p, uint32_t id, bool *no_room)
+{
+	struct zspage *z = &p->zs[id];
+	uint32_t r;
+
+	if (p->cur.zspage == id)
+		cursor_drop(p);
+	z->flags |= ZS_DRAINING;
+	bucket_remove(p, id);
+	for (r = z->first; r != NIL;) {
+		uint32_t idx = r >> 1, next = frag_at(p, r)->next;
+		enum move_result m;
+
+		/* The next fragment of another object survives the move. */
+		while (next != NIL && (next >> 1) == idx)
+			next = frag_at(p, next)->next;
+		m = compact_move(p, idx);
+		if (m == NO_ROOM) {
+			*no_room = true;
+			break;
+		}
+		if (!z->npages)
+			return true;    /* its last fragment went: released */
+		r = next;
+	}
+	z->flags &= (uint8_t)~ZS_DRAINING;
+	bucket_update(p, id);
+	return false;
+}
+
+/*
+ * Heapsort, ascending: not qsort, which may call malloc (glibc's does for
+ * large arrays), and the pool must not touch the C heap.
+ */
+static void sift_down(uint64_t *k, size_t root, size_t n)
+{
+	for (size_t child; (child = 2 * root + 1) < n; root = child) {
+		if (child + 1 < n && k[child + 1] > k[child])
+			child++;
+		if (k[root] >= k[child])
+			return;
+		uint64_t t = k[root];
+
+		k[root] = k[child];
+		k[child] = t;
+	}
+}
+
+static void sort_u64(uint64_t *k, size_t n)
+{
+	for (size_t i = n / 2; i-- > 0;)
+		sift_down(k, i, n);
+	for (size_t end = n; end-- > 1;) {
+		uint64_t t = k[0];
+
+		k[0] = k[end];
+		k[end] = t;
+		sift_down(k, 0, end);
+	}
+}
+
+/*
+ * The zspages worth emptying, emptiest first: at most three quarters full,
+ * not being evicted.  Each is (used << 32 | id) in keys[]; returns how many.
+ * Every zspage's dust is cleared on the way, so that each hole in the pool
+ * can take the objects moved.
+ */
+static size_t compact_candidates(struct uzs_pool *p, uint64_t *keys)
+{
+	size_t n = 0;
+
+	cursor_leave(p);
+	for (uint32_t id = 0; id < p->arena_bump; id++) {
+		struct zspage *z = &p->zs[id];
+
+		if (!z->npages || (z->flags & ZS_ISOLATED))
+			continue;
+		z->dust = 0;
+		bucket_update(p, id);
+		if (z->used * 4u <= zs_capacity(z) * 3u)
+			keys[n++] = (uint64_t)z->used << 32 | id;
+	}
+	sort_u64(keys, n);
+	return n;
+}
+
+/* Free bytes in zspages that can take objects, other than zspage id. */
+static uint64_t compact_room(struct uzs_pool *p, uint32_t id)
+{
+	return p->st.pool_bytes - p->st.stored_bytes - zs_free(&p->zs[id]);
 }
 
 size_t uzs_pool_compact(struct uzs_pool *p)
 {
-	size_t released = 0;
-	uint64_t moved = 0;
-	uint32_t src;
+	size_t keys_len, n, released;
+	uint64_t moved0, *keys;
+	uint32_t held0;
+	bool no_room = false;
 
 	pthread_mutex_lock(&p->lock);
-	while ((src = compact_source(p)) != NIL) {
-		struct zspage *z = &p->zs[src];
-		unsigned npages = z->npages;
-
-		/* Off the buckets so it is never its own (or anyone's) target. */
-		bucket_remove(p, src);
-		z->flags |= ZS_ISOLATED;
-		if (p->mru == src)
-			p->mru = NIL;
-		while (z->first_obj != NIL) {
-			uint32_t idx = z->first_obj;
-			struct handle_slot *s = slot_at(p, idx);
-			uint32_t size = obj_size(s->len);
-			uint32_t dst = find_room(p, size, src);
-			unsigned char *from;
-
-			if (dst == NIL)
-				break;
-			from = zs_base(p, src) + s->offset;
-			zspage_unplace(p, idx);
-			zspage_place(p, dst, idx);
-			memcpy(zs_base(p, dst) + s->offset, from, s->len);
-			bucket_update(p, dst, false);
-			moved++;
-		}
-		z->flags &= (uint8_t)~ZS_ISOLATED;
-		if (z->nobjs) {
-			/* Nowhere left to put the rest: stop here.  The holes left
-			 * behind are merged by the next defrag of this zspage. */
-			bucket_update(p, src, false);
-			break;
-		}
-		zspage_release(p, src);
-		released += npages;
+	keys_len = (size_t)p->arena_bump * sizeof(*keys);
+	keys = keys_len ? uzs_region_reserve(keys_len) : NULL;
+	if (!keys) {
+		pthread_mutex_unlock(&p->lock);
+		return 0;
 	}
-	if (moved) {
+	held0 = p->pages_held;
+	moved0 = p->st.compacted_objects;
+	n = compact_candidates(p, keys);
+	for (size_t i = 0; i < n && !no_room; i++) {
+		uint32_t id = (uint32_t)keys[i];
+		struct zspage *z = &p->zs[id];
+
+		/* Emptied on the way by moves of its objects' other halves. */
+		if (!z->npages)
+			continue;
+		/* Emptiest first: once one does not fit, none after it will
+		 * (isolated zspages' free space makes this optimistic; a move
+		 * that finds no room stops the run). */
+		if (compact_room(p, id) < z->used)
+			break;
+		compact_drain(p, id, &no_room);
+	}
+	released = held0 - p->pages_held;
+	if (p->st.compacted_objects != moved0) {
 		p->st.compactions++;
-		p->st.compacted_objects += moved;
 		p->st.compacted_pages_freed += released;
 	}
+	uzs_region_unreserve(keys, keys_len);
 	pthread_mutex_unlock(&p->lock);
 	return released;
+}
+
+/* ---------------------------------------------------------------- stats */
+
+/*
+ * Memory outside pool pages that the pool has touched: the handle slots
+ * below the high-water mark, the zspage descriptors below the arena's
+ * high-water mark, and the pool structure up to the chunk directory entries
+ * in use (the rest of what is reserved is never touched, so never backed).
+ */
+static uint64_t metadata_in_use(const struct uzs_pool *p)
+{
+	uint32_t chunks = (p->handles_hwm + HCHUNK_SLOTS - 1) >> HCHUNK_SHIFT;
+
+	return (uint64_t)p->handles_hwm * sizeof(struct handle_slot) +
+	       (uint64_t)p->arena_bump * sizeof(struct zspage) +
+	       offsetof(struct uzs_pool, hchunk) +
+	       (uint64_t)chunks * sizeof(p->hchunk[0]) +
+	       (sizeof(*p) - offsetof(struct uzs_pool, handles_hwm));
 }
 
 void uzs_pool_stats(struct uzs_pool *p, struct uzs_pool_stats *out)
@@ -854,7 +1308,6 @@ void uzs_pool_stats(struct uzs_pool *p, struct uzs_pool_stats *out)
 
 		out->zspages_by_fullness[g]++;
 	}
-	out->metadata_bytes = p->st.metadata_bytes +
-			      (uint64_t)p->arena_bump * sizeof(struct zspage);
+	out->metadata_bytes = metadata_in_use(p);
 	pthread_mutex_unlock(&p->lock);
 }

@@ -15,30 +15,95 @@
 			goto bad;                                         \
 	} while (0)
 
-/* Verify one live zspage's object list; add its totals to objs, bytes. */
-static int check_zspage(struct uzs_pool *p, uint32_t id, uint64_t *objs,
-			uint64_t *bytes)
+/* Verify one live zspage's fragment list; count its fragments in *frags. */
+static int check_zspage(struct uzs_pool *p, uint32_t id, uint64_t *frags)
 {
 	const struct zspage *z = &p->zs[id];
 	uint32_t end = 0, used = 0, n = 0, prev = NIL;
 
-	for (uint32_t i = z->first_obj; i != NIL; i = slot_at(p, i)->next) {
-		const struct handle_slot *s = slot_at(p, i);
+	for (uint32_t r = z->first; r != NIL; r = frag_at(p, r)->next) {
+		const struct frag *f = frag_at(p, r);
+		const struct handle_slot *s = slot_at(p, r >> 1);
 
-		CHECK(i < p->handles_hwm && n < zs_max_objs(z));
-		CHECK(s->len >= 1 && s->len <= UZS_PAGE_SIZE);
-		CHECK(s->zspage == id && s->prev == prev);
-		CHECK(s->offset >= end && s->offset % OBJ_ALIGN == 0);
-		end = s->offset + obj_size(s->len);
+		CHECK((r >> 1) < p->handles_hwm && n < zs_max_frags(z));
+		CHECK(s->f[0].len >= 1 && slot_len(s) <= UZS_PAGE_SIZE);
+		CHECK(f->len >= 1 && f->zspage == id && f->prev == prev);
+		CHECK(f->offset >= end);
+		end = f->offset + f->len;
 		CHECK(end <= zs_capacity(z));
-		used += obj_size(s->len);
-		*bytes += s->len;
-		prev = i;
+		used += f->len;
+		prev = r;
 		n++;
 	}
-	CHECK(z->last_obj == prev && z->nobjs == n && n > 0);
-	CHECK(z->used == used && z->tail == end);
-	*objs += n;
+	CHECK(z->last == prev && z->nfrags == n && n > 0);
+	CHECK(z->used == used && z->dust <= zs_free(z));
+	*frags += n;
+	return 0;
+bad:
+	return -EUCLEAN;
+}
+
+/* Every live slot: sane fragments; totals into objs, bytes, frags, split. */
+static int check_slots(struct uzs_pool *p, uint64_t *objs, uint64_t *bytes,
+		       uint64_t *frags, uint64_t *split)
+{
+	for (uint32_t i = 0; i < p->handles_hwm; i++) {
+		const struct handle_slot *s = slot_at(p, i);
+
+		if (!s->f[0].len)
+			continue;
+		for (unsigned n = 0; n < 2; n++) {
+			const struct frag *f = &s->f[n];
+
+			if (!f->len)
+				continue;
+			CHECK(f->zspage < p->arena_bump && p->zs[f->zspage].npages);
+			(*frags)++;
+		}
+		CHECK(slot_len(s) <= UZS_PAGE_SIZE);
+		(*objs)++;
+		*bytes += slot_len(s);
+		*split += s->f[1].len != 0;
+	}
+	return 0;
+bad:
+	return -EUCLEAN;
+}
+
+/* The cursor's holes lie in its zspage, in order, and hold no fragment. */
+static int check_cursor(struct uzs_pool *p)
+{
+	const struct cursor *c = &p->cur;
+	const struct zspage *z;
+	uint32_t end = 0;
+
+	if (c->zspage == NIL)
+		return 0;
+	z = &p->zs[c->zspage];
+	CHECK(c->zspage < p->arena_bump && z->npages && z->bucket < 0);
+	CHECK(!(z->flags & (ZS_ISOLATED | ZS_DRAINING)) && z->dust == 0);
+	CHECK(c->at <= c->nholes && c->nholes <= ZSPAGE_MAX_FRAGS + 1);
+	for (uint32_t i = c->at; i < c->nholes; i++) {
+		const struct hole *h = &c->holes[i];
+		uint32_t next;
+
+		CHECK(h->offset >= end && h->offset + h->len <= zs_capacity(z));
+		end = h->offset + h->len;
+		if (!h->len)
+			continue;
+		/* Between the fragment before it and the one after that. */
+		if (h->prev != NIL) {
+			const struct frag *f = frag_at(p, h->prev);
+
+			CHECK(f->len && f->zspage == c->zspage);
+			CHECK(f->offset + f->len <= h->offset);
+			next = f->next;
+		} else {
+			next = z->first;
+		}
+		if (next != NIL)
+			CHECK(frag_at(p, next)->offset >= end);
+	}
 	return 0;
 bad:
 	return -EUCLEAN;
@@ -47,7 +112,7 @@ bad:
 int uzs_pool_check(struct uzs_pool *p)
 {
 	uint64_t objs = 0, bytes = 0, zspages = 0, pages = 0, lru = 0;
-	uint64_t free_slots = 0;
+	uint64_t frags = 0, slot_frags = 0, split = 0, free_slots = 0;
 	int rc = -EUCLEAN;
 
 	pthread_mutex_lock(&p->lock);
@@ -58,21 +123,24 @@ int uzs_pool_check(struct uzs_pool *p)
 			continue;
 		CHECK(z->npages <= ZSPAGE_MAX_PAGES);
 		CHECK(z->npages == 1 || id % 2 == 0);
-		CHECK(!(z->flags & ZS_FREE_SLOT));
-		if (check_zspage(p, id, &objs, &bytes))
+		CHECK(!(z->flags & (ZS_FREE_SLOT | ZS_DRAINING)));
+		if (check_zspage(p, id, &frags))
 			goto bad;
 		zspages++;
 		pages += z->npages;
-		/* In the bucket its free space names, unless it has no room. */
-		if (z->flags & ZS_ISOLATED)
+		/* In the bucket its unswept space names iff it is a target. */
+		if ((z->flags & ZS_ISOLATED) || id == p->cur.zspage ||
+		    z->nfrags >= zs_max_frags(z) || zs_unswept(z) < SWEEP_MIN)
 			CHECK(z->bucket < 0);
-		else if (zs_free(z) >= OBJ_ALIGN && z->nobjs < zs_max_objs(z))
-			CHECK(z->bucket == (int)(zs_free(z) >> BUCKET_SHIFT));
 		else
-			CHECK(z->bucket < 0);
+			CHECK(z->bucket == (int)(zs_unswept(z) >> BUCKET_SHIFT));
 		if (z->npages == 2)
 			id++;
 	}
+	if (check_slots(p, &objs, &bytes, &slot_frags, &split) ||
+	    check_cursor(p))
+		goto bad;
+	CHECK(frags == slot_frags && split == p->st.split_objects);
 	CHECK(objs == p->st.objects && bytes == p->st.stored_bytes);
 	CHECK(zspages == p->st.zspages && pages == p->pages_held);
 	CHECK(pages * UZS_PAGE_SIZE == p->st.pool_bytes);
@@ -116,9 +184,10 @@ int uzs_pool_check(struct uzs_pool *p)
 	{
 		uint64_t nfree = 0;
 
-		for (uint32_t i = p->handle_free; i != NIL; i = slot_at(p, i)->next) {
+		for (uint32_t i = p->handle_free; i != NIL;
+		     i = slot_at(p, i)->f[0].next) {
 			CHECK(i < p->handles_hwm && nfree <= p->handles_hwm);
-			CHECK(slot_at(p, i)->len == 0);
+			CHECK(slot_at(p, i)->f[0].len == 0);
 			nfree++;
 		}
 		CHECK(nfree + objs == p->handles_hwm);
@@ -146,10 +215,31 @@ uint32_t uzs_pool_zspage_of(struct uzs_pool *p, uzs_handle_t h)
 	uint32_t id = NIL;
 
 	pthread_mutex_lock(&p->lock);
-	if (h != 0 && h <= p->handles_hwm && slot_at(p, (uint32_t)(h - 1))->len)
-		id = slot_at(p, (uint32_t)(h - 1))->zspage;
+	if (h != 0 && h <= p->handles_hwm &&
+	    slot_at(p, (uint32_t)(h - 1))->f[0].len)
+		id = slot_at(p, (uint32_t)(h - 1))->f[0].zspage;
 	pthread_mutex_unlock(&p->lock);
 	return id;
+}
+
+unsigned uzs_pool_fragments_of(struct uzs_pool *p, uzs_handle_t h,
+			       uint32_t zspage[2], uint32_t offset[2])
+{
+	const struct handle_slot *s;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&p->lock);
+	if (h != 0 && h <= p->handles_hwm) {
+		s = slot_at(p, (uint32_t)(h - 1));
+		for (; n < 2 && s->f[n].len; n++) {
+			if (zspage)
+				zspage[n] = s->f[n].zspage;
+			if (offset)
+				offset[n] = s->f[n].offset;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return n;
 }
 
 unsigned uzs_pool_zspage_pages(struct uzs_pool *p, uint32_t id)

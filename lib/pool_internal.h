@@ -8,13 +8,16 @@
 #include "uzswap.h"
 
 /*
- * Where an object goes when the most recently used zspage has no room:
- *  BEST_FIT - the zspage with the least free space that fits (default);
- *  RECENT   - among zspages that fit, roughly the most recently used one.
- * bench/pool measures both; BEST_FIT packs denser.
+ * Which zspage allocations fill next once the one being filled (the most
+ * recently used) has no hole left:
+ *  EMPTIEST - the one with the most free space no sweep has yet found
+ *             unusable (default: one walk of its fragments fills the most);
+ *  RECENT   - roughly the most recently stored into among those worth a
+ *             sweep (keeps objects stored together closer together).
+ * bench/pool measures both.
  */
 enum uzs_placement {
-	UZS_PLACE_BEST_FIT = 0,
+	UZS_PLACE_EMPTIEST = 0,
 	UZS_PLACE_RECENT,
 };
 void uzs_pool_set_placement(struct uzs_pool *pool, enum uzs_placement p);
@@ -30,8 +33,16 @@ int uzs_pool_check(struct uzs_pool *pool);
 /* The LRU order of zspages, coldest first; returns how many were written. */
 size_t uzs_pool_lru_order(struct uzs_pool *pool, uint32_t *ids, size_t max);
 
-/* Which zspage holds a live object (UINT32_MAX for a bad handle). */
+/* Which zspage holds a live object's head (UINT32_MAX for a bad handle). */
 uint32_t uzs_pool_zspage_of(struct uzs_pool *pool, uzs_handle_t handle);
+
+/*
+ * Where a live object lies: its fragments (1, or 2 for an object split
+ * across two holes), head first.  Fills zspage[] and offset[] (either may be
+ * NULL) and returns the number of fragments, or 0 for a bad handle.
+ */
+unsigned uzs_pool_fragments_of(struct uzs_pool *pool, uzs_handle_t handle,
+			       uint32_t zspage[2], uint32_t offset[2]);
 
 /* Pool memory held now: cheaper than uzs_pool_stats (no fullness walk). */
 uint64_t uzs_pool_held_bytes(struct uzs_pool *pool);

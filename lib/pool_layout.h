@@ -13,56 +13,100 @@
 #include "pool_internal.h"
 #include "uzswap.h"
 
-/* Allocation granularity.  8 keeps rounding waste under 0.4% of a typical
- * 1-2 KiB object while keeping every object 8-byte aligned for memcpy. */
-#define OBJ_ALIGN 8u
+/*
+ * Allocation granularity: one byte.  Objects are copied in and out with
+ * memcpy, which does not need aligned addresses on the targets we run on,
+ * so rounding would only waste memory: at 8 B it costs 3% of the space of
+ * 120 B objects, more than the whole density budget.
+ */
 #define ZSPAGE_MAX_PAGES 2u
 #define ZSPAGE_MAX_BYTES (ZSPAGE_MAX_PAGES * UZS_PAGE_SIZE)
-/* Objects per page, at most.  128 lets at least 64 objects of 56 B (the
- * seed's density goal for small objects) share a page, and bounds an eviction
- * batch to UZS_POOL_MAX_ZSPAGE_OBJS for a 2-page zspage. */
-#define OBJS_PER_PAGE 128u
+/* Fragments per page, at most.  128 lets at least 64 objects of 56 B (the
+ * seed's density goal for small objects) share a page, and bounds an
+ * eviction batch to UZS_POOL_MAX_ZSPAGE_OBJS for a 2-page zspage. */
+#define FRAGS_PER_PAGE 128u
+#define ZSPAGE_MAX_FRAGS (FRAGS_PER_PAGE * ZSPAGE_MAX_PAGES)
 
-/* Free-space buckets.  32 B wide: a zspage in bucket k has at least 32k free
- * bytes, so every zspage of the bucket ceil(len/32) fits an object of len. */
+/* The smallest head fragment an object is split for: a smaller hole is not
+ * worth a second copy and a second fragment record. */
+#define MIN_SPLIT 16u
+/* Unswept free bytes (see struct zspage) that make a zspage worth a sweep.
+ * Below this, filling it is not worth walking its fragments. */
+#define SWEEP_MIN 128u
+
+/* Free-space buckets, 32 B wide, keyed by a zspage's unswept free bytes. */
 #define BUCKET_SHIFT 5u
 #define NBUCKETS ((ZSPAGE_MAX_BYTES >> BUCKET_SHIFT) + 1)
 #define BITMAP_WORDS ((NBUCKETS + 63) / 64)
 
 #define NIL UINT32_MAX
 
+/* The handle table: a directory of lazily mapped chunks.  At most 2^31
+ * slots, so a fragment reference (slot index * 2 + fragment) fits 32 bits
+ * below NIL. */
 #define HCHUNK_SHIFT 16u
 #define HCHUNK_SLOTS (1u << HCHUNK_SHIFT)
-#define HCHUNK_MAX 65535u  /* handle indices stay below NIL */
+#define HCHUNK_MAX 32767u
 
+/*
+ * One piece of an object: len bytes at offset in zspage.  next and prev
+ * link the zspage's fragments in offset order; they hold fragment
+ * references (see frag_ref), not slot indices.
+ */
+struct frag {
+	uint32_t zspage;
+	uint16_t offset;        /* bytes from the start of the zspage */
+	uint16_t len;           /* 0: no such fragment */
+	uint32_t next, prev;
+};
+
+/*
+ * A handle's slot.  f[0] is the object's head, f[1] its tail when the
+ * object is split (f[1].len == 0 otherwise).  A free slot has f[0].len == 0
+ * and links the free list through f[0].next.
+ */
 struct handle_slot {
 	uint64_t owner;
-	uint32_t zspage;        /* NIL while the slot is free */
-	uint16_t offset;        /* bytes from the start of the zspage */
-	uint16_t len;           /* 1..UZS_PAGE_SIZE; 0 while free */
-	uint32_t next, prev;    /* zspage's objects in offset order; next links
-				 * the free list while the slot is free */
+	struct frag f[2];
 };
 
 enum zspage_flags {
 	ZS_ISOLATED = 1u << 0,  /* being evicted: off the LRU and the buckets */
 	ZS_REFERENCED = 1u << 1,/* read since it last came up for eviction */
 	ZS_FREE_SLOT = 1u << 2, /* descriptor names a free 1-page arena slot */
+	ZS_DRAINING = 1u << 3,  /* compaction is emptying it: not a target */
 };
 
 struct zspage {
 	uint64_t stamp;         /* allocation clock at last store */
 	uint32_t lru_prev, lru_next;
 	uint32_t bkt_prev, bkt_next; /* bucket list, or free-slot list */
-	uint32_t first_obj, last_obj;
+	uint32_t first, last;   /* fragment references, in offset order */
 	uint32_t generation;    /* bumped on release: eviction tickets */
-	uint16_t used;          /* sum of aligned object sizes */
-	uint16_t tail;          /* end of the last object */
-	uint16_t nobjs;
+	uint16_t used;          /* bytes of live fragments */
+	uint16_t dust;          /* free bytes its last sweep left unused */
+	uint16_t nfrags;
 	int16_t bucket;         /* -1 when in no bucket */
 	uint8_t npages;         /* 0 = no zspage here, else 1 or 2 */
 	uint8_t npages_cached;  /* pages of the cached empty zspage here */
 	uint8_t flags;
+};
+
+/* A free extent of the cursor's zspage, and the fragment just before it. */
+struct hole {
+	uint16_t offset, len;
+	uint32_t prev;          /* fragment reference, or NIL at offset 0 */
+};
+
+/*
+ * Where allocations go: the holes of one zspage, found by one walk of its
+ * fragments (a sweep) and handed out front to back.
+ */
+struct cursor {
+	uint32_t zspage;        /* NIL: no zspage is being filled */
+	uint32_t at, nholes;    /* holes[at] is the next to fill */
+	bool reused;            /* the zspage held objects when swept */
+	struct hole holes[ZSPAGE_MAX_FRAGS + 1];
 };
 
 struct uzs_pool {
@@ -81,36 +125,38 @@ struct uzs_pool {
 	uint32_t cached;        /* one empty zspage kept mapped, or NIL */
 
 	uint32_t lru_head, lru_tail; /* head = most recently used */
-	uint32_t mru;           /* last zspage stored into, or NIL */
 	uint64_t clock;
 	uint32_t bucket_head[NBUCKETS];
 	uint64_t bucket_bits[BITMAP_WORDS];
+	struct cursor cur;
 
 	struct handle_slot *hchunk[HCHUNK_MAX];
 	uint32_t handles_hwm;   /* slots below this exist */
 	uint32_t handle_free;   /* free slot list */
 
+	unsigned char bounce[UZS_PAGE_SIZE]; /* compaction's copy of an object */
 	struct uzs_pool_stats st;
 };
-
-static inline uint32_t obj_size(uint32_t len)
-{
-	return (len + OBJ_ALIGN - 1) & ~(OBJ_ALIGN - 1);
-}
 
 static inline uint32_t zs_capacity(const struct zspage *z)
 {
 	return z->npages * UZS_PAGE_SIZE;
 }
 
-static inline uint32_t zs_max_objs(const struct zspage *z)
+static inline uint32_t zs_max_frags(const struct zspage *z)
 {
-	return z->npages * OBJS_PER_PAGE;
+	return z->npages * FRAGS_PER_PAGE;
 }
 
 static inline uint32_t zs_free(const struct zspage *z)
 {
 	return zs_capacity(z) - z->used;
+}
+
+/* Free bytes no sweep has yet found unusable. */
+static inline uint32_t zs_unswept(const struct zspage *z)
+{
+	return zs_free(z) - z->dust;
 }
 
 static inline unsigned char *zs_base(struct uzs_pool *p, uint32_t id)
@@ -121,6 +167,21 @@ static inline unsigned char *zs_base(struct uzs_pool *p, uint32_t id)
 static inline struct handle_slot *slot_at(struct uzs_pool *p, uint32_t idx)
 {
 	return &p->hchunk[idx >> HCHUNK_SHIFT][idx & (HCHUNK_SLOTS - 1)];
+}
+
+static inline uint32_t frag_ref(uint32_t idx, unsigned n)
+{
+	return idx * 2 + n;
+}
+
+static inline struct frag *frag_at(struct uzs_pool *p, uint32_t ref)
+{
+	return &slot_at(p, ref >> 1)->f[ref & 1];
+}
+
+static inline uint32_t slot_len(const struct handle_slot *s)
+{
+	return (uint32_t)s->f[0].len + s->f[1].len;
 }
 
 #endif

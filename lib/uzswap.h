@@ -92,7 +92,7 @@ struct uzs_pool_config {
 
 #define UZS_POOL_DEFAULT_MAX ((size_t)64 << 30)
 
-/* Objects in one zspage, at most: bounds an eviction batch. */
+/* Objects with a fragment in one zspage, at most: bounds an eviction batch. */
 #define UZS_POOL_MAX_ZSPAGE_OBJS 256u
 
 int uzs_pool_create(const struct uzs_pool_config *config, struct uzs_pool **out);
@@ -134,6 +134,12 @@ long uzs_pool_length(struct uzs_pool *pool, uzs_handle_t handle);
  *   objects (a write failed, or the caller chose to keep some) goes back to
  *   the LRU as most recently used.
  *
+ * An object may be split in two fragments, in two zspages.  The batch
+ * lists every object with a fragment in the evicted zspage, once each, and
+ * reading it returns the whole object; freeing it frees both fragments, so
+ * the other zspage gets a hole (and is released at once if that was its
+ * last fragment) but keeps its place on the LRU.
+ *
  * The batch is a snapshot: another thread may free one of its objects
  * meanwhile.  The caller must know, under its own locking, which handles it
  * still owns; the pool never calls back into the caller.
@@ -168,7 +174,9 @@ struct uzs_pool_stats {
 	uint64_t objects;           /* live objects */
 	uint64_t stored_bytes;      /* sum of their lengths */
 	uint64_t pool_bytes;        /* pool memory held (pages of live zspages) */
-	uint64_t metadata_bytes;    /* handle table and zspage descriptors in use */
+	uint64_t metadata_bytes;    /* memory outside pool pages in use: handle
+				     * slots and zspage descriptors below their
+				     * high-water marks, the pool structure */
 	uint64_t zspages;
 	uint64_t zspages_by_fullness[UZS_POOL_FULLNESS_GROUPS];
 	uint64_t allocs, frees, alloc_failures;
@@ -177,8 +185,14 @@ struct uzs_pool_stats {
 	uint64_t compactions;       /* compact() calls that moved anything */
 	uint64_t compacted_objects;
 	uint64_t compacted_pages_freed;
-	uint64_t defrags;           /* in-zspage slides to make room */
-	uint64_t hole_fills;        /* objects placed in a hole, no slide needed */
+	uint64_t defrags;           /* always 0: objects are split across holes
+				     * instead of slid together (kept for
+				     * source compatibility) */
+	uint64_t hole_fills;        /* objects placed (head first) in a zspage
+				     * that already held objects when the
+				     * allocator turned to it */
+	uint64_t sweeps;            /* walks of a zspage to list its holes */
+	uint64_t split_objects;     /* live objects stored as two fragments */
 };
 
 void uzs_pool_stats(struct uzs_pool *pool, struct uzs_pool_stats *out);

@@ -3,8 +3,10 @@
  * failure replays exactly) checked against a reference model.
  *
  * The model is the array of {handle, len, tag, owner} of pool_testlib.h plus
- * a model of the zspages: which zspage each object is in, how many objects
- * each zspage holds, its pages, its second-chance bit, and the LRU order.
+ * a model of the zspages: which zspages each object is in (one, or two for
+ * an object split across zspages), how many objects have a fragment in each
+ * zspage, its pages, its second-chance bit, and the LRU order (a store
+ * makes the head's zspage, then the tail's, most recently used).
  * From that it predicts, exactly: pool_bytes, zspages, the LRU order, which
  * zspage evict_begin takes and what its batch holds, and when a zspage is
  * released.  Every read compares the whole object; every 10000 operations
@@ -170,13 +172,29 @@ struct run {
 	uint64_t ops_alloc, ops_free, ops_read, ops_compact, ops_evict, enospc;
 };
 
-static uint32_t zspage_now(struct run *r, uzs_handle_t h)
+/* The distinct zspages of a live object, head's first; returns 1 or 2. */
+static unsigned zspages_now(struct run *r, uzs_handle_t h, uint32_t ids[2])
 {
-	uint32_t id = uzs_pool_zspage_of(r->p, h);
+	unsigned n = uzs_pool_fragments_of(r->p, h, ids, NULL);
 
-	cr_assert_neq(id, UINT32_MAX, "live handle %llu has no zspage",
-		      (unsigned long long)h);
-	return id;
+	cr_assert(n == 1 || n == 2, "live handle %llu has %u fragments",
+		  (unsigned long long)h, n);
+	if (n == 2 && ids[1] == ids[0])
+		n = 1;
+	if (n == 1)
+		ids[1] = ZNIL;
+	cr_assert_eq(uzs_pool_zspage_of(r->p, h), ids[0]);
+	return n;
+}
+
+/* Its zspages have not changed since the model last looked. */
+static void expect_in_place(struct run *r, const struct tl_obj *o)
+{
+	uint32_t ids[2];
+
+	zspages_now(r, o->h, ids);
+	cr_assert(ids[0] == o->zs && ids[1] == o->zs2, "object moved to "
+		  "another zspage outside compaction");
 }
 
 /* A zspage lost its last object: it must be gone from the pool at once. */
@@ -198,30 +216,11 @@ static void zspage_gone(struct run *r, uint32_t id)
 	z->pages[id] = 0;
 }
 
-static void alloc_len(struct run *r, uint32_t len)
+/* A fragment of a new object went into zspage id (maybe a fresh one). */
+static void store_into(struct run *r, uint32_t id)
 {
 	struct zmodel *z = &r->z;
-	uint64_t owner;
-	struct tl_obj *o;
-	uint32_t id;
-	int rc;
 
-	switch (tu_rand(&r->st) % 16) {
-	case 0: owner = 0; break;
-	case 1: owner = UINT64_MAX; break;
-	default: owner = tu_rand(&r->st); break;
-	}
-	r->ops_alloc++;
-	rc = tl_model_alloc(r->p, &r->m, len, ++r->tagc, owner,
-			    r->max_bytes != 0 && tu_rand(&r->st) % 4 == 0);
-	if (rc) {
-		cr_assert(r->max_bytes, "unlimited pool refused an alloc");
-		r->enospc++;
-		return;
-	}
-	o = &r->m.o[r->m.n - 1];
-	id = zspage_now(r, o->h);
-	o->zs = id;
 	zm_grow(z, id);
 	cr_assert(!z->iso[id], "alloc landed in isolated zspage %u", id);
 	if (z->cnt[id] == 0) {
@@ -252,9 +251,51 @@ static void alloc_len(struct run *r, uint32_t len)
 		cr_assert_leq(z->pool_pages * PG, r->max_bytes);
 	if (r->evicting && !r->ev_released)
 		cr_assert_neq(id, r->ev_z, "alloc landed in the zspage being evicted");
+}
+
+/* A read marks the object's zspages, unless one is being evicted (then it
+ * is the evictor's read). */
+static void mark_read(struct run *r, const struct tl_obj *o)
+{
+	uint32_t ids[2] = { o->zs, o->zs2 };
+
+	if (r->evicting && !r->ev_released &&
+	    (ids[0] == r->ev_z || ids[1] == r->ev_z))
+		return;
+	for (unsigned k = 0; k < 2 && ids[k] != ZNIL; k++)
+		r->z.ref[ids[k]] = 1;
+}
+
+static void alloc_len(struct run *r, uint32_t len)
+{
+	uint32_t ids[2];
+	uint64_t owner;
+	struct tl_obj *o;
+	unsigned nz;
+	int rc;
+
+	switch (tu_rand(&r->st) % 16) {
+	case 0: owner = 0; break;
+	case 1: owner = UINT64_MAX; break;
+	default: owner = tu_rand(&r->st); break;
+	}
+	r->ops_alloc++;
+	rc = tl_model_alloc(r->p, &r->m, len, ++r->tagc, owner,
+			    r->max_bytes != 0 && tu_rand(&r->st) % 4 == 0);
+	if (rc) {
+		cr_assert(r->max_bytes, "unlimited pool refused an alloc");
+		r->enospc++;
+		return;
+	}
+	o = &r->m.o[r->m.n - 1];
+	nz = zspages_now(r, o->h, ids);
+	o->zs = ids[0];
+	o->zs2 = ids[1];
+	for (unsigned k = 0; k < nz; k++)
+		store_into(r, ids[k]);
 	if (tu_rand(&r->st) % 8 == 0) {
 		tl_model_expect_at(r->p, &r->m, r->m.n - 1);
-		z->ref[id] = 1;
+		mark_read(r, o);
 	}
 }
 
@@ -262,18 +303,18 @@ static void free_at(struct run *r, size_t i)
 {
 	struct zmodel *z = &r->z;
 	uzs_handle_t h = r->m.o[i].h;
-	uint32_t id = r->m.o[i].zs;
+	uint32_t ids[2] = { r->m.o[i].zs, r->m.o[i].zs2 };
 	struct uzs_pool_stats before;
 	bool check_bytes = tu_rand(&r->st) % 8 == 0;
 
-	cr_assert_eq(zspage_now(r, h), id, "object moved to another zspage "
-		     "outside compaction");
+	expect_in_place(r, &r->m.o[i]);
 	if (check_bytes)
 		uzs_pool_stats(r->p, &before);
 	r->ops_free++;
 	tl_model_free_at(r->p, &r->m, i);
-	if (--z->cnt[id] == 0)
-		zspage_gone(r, id);
+	for (unsigned k = 0; k < 2 && ids[k] != ZNIL; k++)
+		if (--z->cnt[ids[k]] == 0)
+			zspage_gone(r, ids[k]);
 	if (check_bytes) {
 		struct uzs_pool_stats after = tl_stats(r->p);
 
@@ -302,8 +343,7 @@ static void read_at(struct run *r, size_t i)
 	unsigned char buf[PG];
 
 	r->ops_read++;
-	cr_assert_eq(zspage_now(r, o->h), o->zs, "object moved to another "
-		     "zspage outside compaction");
+	expect_in_place(r, o);
 	switch (tu_rand(&r->st) % 8) {
 	case 0:
 		/* Exactly its size is enough; one byte less is refused. */
@@ -315,8 +355,7 @@ static void read_at(struct run *r, size_t i)
 		tl_model_expect_at(r->p, &r->m, i);
 		break;
 	}
-	if (!(r->evicting && !r->ev_released && o->zs == r->ev_z))
-		r->z.ref[o->zs] = 1;    /* an isolated zspage is not marked */
+	mark_read(r, o);    /* an isolated zspage is not marked */
 }
 
 /* Recompute where every object is after compaction moved some. */
@@ -351,18 +390,28 @@ static void do_compact(struct run *r)
 	memset(z->cnt, 0, (size_t)z->cap * sizeof(*z->cnt));
 	for (size_t i = 0; i < r->m.n; i++) {
 		struct tl_obj *o = &r->m.o[i];
-		uint32_t id = zspage_now(r, o->h);
+		uint32_t ids[2];
+		unsigned nz = zspages_now(r, o->h, ids);
 
-		cr_assert_lt(id, z->cap);
-		cr_assert(old_cnt[id] > 0, "compaction moved an object into "
-			  "zspage %u, which was not live", id);
-		if (id != o->zs) {
+		if (ids[0] != o->zs || ids[1] != o->zs2) {
 			changed++;
-			cr_assert(!z->iso[id] && !z->iso[o->zs],
-				  "compaction touched an isolated zspage");
+			cr_assert(!z->iso[o->zs] &&
+				  (o->zs2 == ZNIL || !z->iso[o->zs2]),
+				  "compaction moved an object out of an isolated "
+				  "zspage");
 		}
-		o->zs = id;
-		z->cnt[id]++;
+		for (unsigned k = 0; k < nz; k++) {
+			cr_assert_lt(ids[k], z->cap);
+			cr_assert(old_cnt[ids[k]] > 0, "compaction moved an "
+				  "object into zspage %u, which was not live",
+				  ids[k]);
+			if (ids[k] != o->zs && ids[k] != o->zs2)
+				cr_assert(!z->iso[ids[k]], "compaction moved an "
+					  "object into an isolated zspage");
+			z->cnt[ids[k]]++;
+		}
+		o->zs = ids[0];
+		o->zs2 = ids[1];
 	}
 	for (uint32_t id = 0; id < z->cap; id++) {
 		if (old_cnt[id] && !z->cnt[id]) {
@@ -409,6 +458,7 @@ static void do_evict(struct run *r)
 	unsigned pages, interleave;
 
 	r->ops_evict++;
+	compare_lru(r);
 	memset(&b, 0xa5, sizeof(b));
 	rc = uzs_pool_evict_begin(r->p, &b);
 	if (r->m.n == 0) {
@@ -441,7 +491,8 @@ static void do_evict(struct run *r)
 
 		cr_assert_geq(i, 0, "batch names dead handle %llu",
 			      (unsigned long long)b.entries[j].handle);
-		cr_assert_eq(r->m.o[i].zs, want, "batch names an object of "
+		cr_assert(r->m.o[i].zs == want || r->m.o[i].zs2 == want,
+			  "batch names an object of "
 			     "another zspage");
 		cr_assert_eq(b.entries[j].owner, r->m.o[i].owner);
 		for (unsigned k = 0; k < j; k++)
@@ -492,11 +543,16 @@ static void do_evict(struct run *r)
 
 			free_at(r, (size_t)i);
 			if (last) {
+				/* Its pages, and those of a zspage that only
+				 * held the freed object's other half. */
 				uint64_t after = tl_stats(r->p).pool_bytes;
 
-				cr_assert_eq(after, before - pages * PG,
-					     "last free of an evicted zspage did "
-					     "not release its %u pages", pages);
+				cr_assert(r->ev_released);
+				cr_assert_eq(uzs_pool_zspage_pages(r->p, want), 0);
+				cr_assert_eq(after, z->pool_pages * PG);
+				cr_assert_leq(after, before - pages * PG,
+					      "last free of an evicted zspage did "
+					      "not release its %u pages", pages);
 			}
 		}
 	}
@@ -628,30 +684,30 @@ static void run_random(const struct rparams *rp)
 		run_random(&rp);                                             \
 	}
 
-RANDOM_TEST(uniform_sizes_auto_zspages_best_fit, D_UNIFORM, 0, UZS_PLACE_BEST_FIT, 1001)
-RANDOM_TEST(uniform_sizes_1page_zspages_best_fit, D_UNIFORM, 1, UZS_PLACE_BEST_FIT, 1002)
-RANDOM_TEST(uniform_sizes_2page_zspages_best_fit, D_UNIFORM, 2, UZS_PLACE_BEST_FIT, 1003)
+RANDOM_TEST(uniform_sizes_auto_zspages_emptiest, D_UNIFORM, 0, UZS_PLACE_EMPTIEST, 1001)
+RANDOM_TEST(uniform_sizes_1page_zspages_emptiest, D_UNIFORM, 1, UZS_PLACE_EMPTIEST, 1002)
+RANDOM_TEST(uniform_sizes_2page_zspages_emptiest, D_UNIFORM, 2, UZS_PLACE_EMPTIEST, 1003)
 RANDOM_TEST(uniform_sizes_auto_zspages_recent, D_UNIFORM, 0, UZS_PLACE_RECENT, 1004)
 RANDOM_TEST(uniform_sizes_1page_zspages_recent, D_UNIFORM, 1, UZS_PLACE_RECENT, 1005)
 RANDOM_TEST(uniform_sizes_2page_zspages_recent, D_UNIFORM, 2, UZS_PLACE_RECENT, 1006)
 
-RANDOM_TEST(small_heavy_sizes_auto_zspages_best_fit, D_SMALL, 0, UZS_PLACE_BEST_FIT, 2001)
-RANDOM_TEST(small_heavy_sizes_1page_zspages_best_fit, D_SMALL, 1, UZS_PLACE_BEST_FIT, 2002)
-RANDOM_TEST(small_heavy_sizes_2page_zspages_best_fit, D_SMALL, 2, UZS_PLACE_BEST_FIT, 2003)
+RANDOM_TEST(small_heavy_sizes_auto_zspages_emptiest, D_SMALL, 0, UZS_PLACE_EMPTIEST, 2001)
+RANDOM_TEST(small_heavy_sizes_1page_zspages_emptiest, D_SMALL, 1, UZS_PLACE_EMPTIEST, 2002)
+RANDOM_TEST(small_heavy_sizes_2page_zspages_emptiest, D_SMALL, 2, UZS_PLACE_EMPTIEST, 2003)
 RANDOM_TEST(small_heavy_sizes_auto_zspages_recent, D_SMALL, 0, UZS_PLACE_RECENT, 2004)
 RANDOM_TEST(small_heavy_sizes_1page_zspages_recent, D_SMALL, 1, UZS_PLACE_RECENT, 2005)
 RANDOM_TEST(small_heavy_sizes_2page_zspages_recent, D_SMALL, 2, UZS_PLACE_RECENT, 2006)
 
-RANDOM_TEST(large_heavy_sizes_auto_zspages_best_fit, D_LARGE, 0, UZS_PLACE_BEST_FIT, 3001)
-RANDOM_TEST(large_heavy_sizes_1page_zspages_best_fit, D_LARGE, 1, UZS_PLACE_BEST_FIT, 3002)
-RANDOM_TEST(large_heavy_sizes_2page_zspages_best_fit, D_LARGE, 2, UZS_PLACE_BEST_FIT, 3003)
+RANDOM_TEST(large_heavy_sizes_auto_zspages_emptiest, D_LARGE, 0, UZS_PLACE_EMPTIEST, 3001)
+RANDOM_TEST(large_heavy_sizes_1page_zspages_emptiest, D_LARGE, 1, UZS_PLACE_EMPTIEST, 3002)
+RANDOM_TEST(large_heavy_sizes_2page_zspages_emptiest, D_LARGE, 2, UZS_PLACE_EMPTIEST, 3003)
 RANDOM_TEST(large_heavy_sizes_auto_zspages_recent, D_LARGE, 0, UZS_PLACE_RECENT, 3004)
 RANDOM_TEST(large_heavy_sizes_1page_zspages_recent, D_LARGE, 1, UZS_PLACE_RECENT, 3005)
 RANDOM_TEST(large_heavy_sizes_2page_zspages_recent, D_LARGE, 2, UZS_PLACE_RECENT, 3006)
 
-RANDOM_TEST(real_like_sizes_auto_zspages_best_fit, D_REAL, 0, UZS_PLACE_BEST_FIT, 4001)
-RANDOM_TEST(real_like_sizes_1page_zspages_best_fit, D_REAL, 1, UZS_PLACE_BEST_FIT, 4002)
-RANDOM_TEST(real_like_sizes_2page_zspages_best_fit, D_REAL, 2, UZS_PLACE_BEST_FIT, 4003)
+RANDOM_TEST(real_like_sizes_auto_zspages_emptiest, D_REAL, 0, UZS_PLACE_EMPTIEST, 4001)
+RANDOM_TEST(real_like_sizes_1page_zspages_emptiest, D_REAL, 1, UZS_PLACE_EMPTIEST, 4002)
+RANDOM_TEST(real_like_sizes_2page_zspages_emptiest, D_REAL, 2, UZS_PLACE_EMPTIEST, 4003)
 RANDOM_TEST(real_like_sizes_auto_zspages_recent, D_REAL, 0, UZS_PLACE_RECENT, 4004)
 RANDOM_TEST(real_like_sizes_1page_zspages_recent, D_REAL, 1, UZS_PLACE_RECENT, 4005)
 RANDOM_TEST(real_like_sizes_2page_zspages_recent, D_REAL, 2, UZS_PLACE_RECENT, 4006)
@@ -664,11 +720,11 @@ RANDOM_TEST(real_like_sizes_2page_zspages_recent, D_REAL, 2, UZS_PLACE_RECENT, 4
 		run_random(&rp);                                             \
 	}
 
-LIMITED_TEST(limited_uniform_sizes_auto_zspages, D_UNIFORM, 0, UZS_PLACE_BEST_FIT, 24 * PG, 5001)
+LIMITED_TEST(limited_uniform_sizes_auto_zspages, D_UNIFORM, 0, UZS_PLACE_EMPTIEST, 24 * PG, 5001)
 LIMITED_TEST(limited_uniform_sizes_2page_zspages_odd_limit, D_UNIFORM, 2, UZS_PLACE_RECENT, 23 * PG + 100, 5002)
-LIMITED_TEST(limited_small_heavy_sizes_1page_zspages, D_SMALL, 1, UZS_PLACE_BEST_FIT, 16 * PG, 5003)
+LIMITED_TEST(limited_small_heavy_sizes_1page_zspages, D_SMALL, 1, UZS_PLACE_EMPTIEST, 16 * PG, 5003)
 LIMITED_TEST(limited_small_heavy_sizes_2page_zspages, D_SMALL, 2, UZS_PLACE_RECENT, 64 * PG, 5004)
-LIMITED_TEST(limited_large_heavy_sizes_2page_zspages, D_LARGE, 2, UZS_PLACE_BEST_FIT, 33 * PG, 5005)
+LIMITED_TEST(limited_large_heavy_sizes_2page_zspages, D_LARGE, 2, UZS_PLACE_EMPTIEST, 33 * PG, 5005)
 LIMITED_TEST(limited_large_heavy_sizes_1page_zspages, D_LARGE, 1, UZS_PLACE_RECENT, 8 * PG, 5006)
 LIMITED_TEST(limited_real_like_sizes_auto_zspages, D_REAL, 0, UZS_PLACE_RECENT, 128 * PG, 5007)
-LIMITED_TEST(limited_real_like_sizes_2page_zspages, D_REAL, 2, UZS_PLACE_BEST_FIT, 40 * PG, 5008)
+LIMITED_TEST(limited_real_like_sizes_2page_zspages, D_REAL, 2, UZS_PLACE_EMPTIEST, 40 * PG, 5008)

@@ -421,12 +421,12 @@ static void run_threads(size_t max_bytes, unsigned zp, enum uzs_placement pl,
 
 Test(pool_threads, four_threads_alloc_free_and_read_with_shared_objects)
 {
-	run_threads(0, 0, UZS_PLACE_BEST_FIT, false, 60000, 1);
+	run_threads(0, 0, UZS_PLACE_EMPTIEST, false, 60000, 1);
 }
 
 Test(pool_threads, evictor_and_compactor_run_alongside_four_threads)
 {
-	run_threads(0, 1, UZS_PLACE_BEST_FIT, true, 50000, 2);
+	run_threads(0, 1, UZS_PLACE_EMPTIEST, true, 50000, 2);
 }
 
 Test(pool_threads, evictor_alongside_threads_two_page_zspages_recent)
@@ -436,5 +436,5 @@ Test(pool_threads, evictor_alongside_threads_two_page_zspages_recent)
 
 Test(pool_threads, threads_at_the_size_limit_fail_cleanly)
 {
-	run_threads(200 * PG, 0, UZS_PLACE_BEST_FIT, true, 40000, 4);
+	run_threads(200 * PG, 0, UZS_PLACE_EMPTIEST, true, 40000, 4);
 }

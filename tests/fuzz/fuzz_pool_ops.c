@@ -723,7 +723,7 @@ static void run_op(struct model *m, struct input *in)
 		break;
 	case OP_PLACEMENT: {
 		enum uzs_placement p = get8(in) & 1 ? UZS_PLACE_RECENT :
-						      UZS_PLACE_BEST_FIT;
+						      UZS_PLACE_EMPTIEST;
 
 		TRACE("placement %d\n", (int)p);
 		uzs_pool_set_placement(m->pool, p);
