@@ -82,8 +82,9 @@ struct opts {
 	uint64_t seed;
 	unsigned verify_every;  /* check 1 object in N */
 	unsigned timing_batches;
+	unsigned repeat;        /* timing runs, each on a fresh pool */
 	int cpu;                /* pin to this CPU; -1 = do not pin */
-	bool variants, timing;
+	bool variants, timing, density;
 };
 
 /* --------------------------------------------------------------- misc */
@@ -632,7 +633,9 @@ static void replay_run(const struct trace *t, const struct opts *o,
 struct timing {
 	double median, p10, p90;        /* ns per alloc+free pair */
 	double cpu_median;              /* the same in thread CPU time */
-	double defrags_per_alloc;       /* in-zspage slides in the timed part */
+	double floor_median;            /* ns per memcpy of the same bytes */
+	double runs_min, runs_max;      /* medians of single repetitions */
+	double sweeps_per_alloc;        /* hole listings in the timed part */
 };
 
 static int cmp_double(const void *a, const void *b)
@@ -642,76 +645,142 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+static double median_of(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return v[n / 2];
+}
+
+/* What a batch of the timed loop does, drawn before its clock starts. */
+struct batch_plan {
+	uint32_t lens[TIMING_BATCH];
+	uint32_t vict[TIMING_BATCH];
+	size_t dst[TIMING_BATCH];       /* floor: where the memcpy goes */
+};
+
+static void plan_batch(struct rng *r, const struct trace *t, size_t span,
+		       struct batch_plan *bp)
+{
+	for (unsigned j = 0; j < TIMING_BATCH; j++) {
+		bp->lens[j] = t->len[rng_below(r, t->n)];
+		bp->vict[j] = rng_below(r, t->n);
+		bp->dst[j] = (size_t)(rng_next(r) % (span - UZS_PAGE_SIZE));
+	}
+}
+
+/*
+ * The floor the pool cannot beat: the same lengths memcpy'd from the same
+ * source to random places in a buffer as large as the pool, so the
+ * destination is as cold as a pool page.  The buffer is touched once
+ * first: no page faults are timed.
+ */
+static double time_floor(const struct batch_plan *bp, unsigned char *buf)
+{
+	double t0 = now_ns();
+
+	for (unsigned j = 0; j < TIMING_BATCH; j++) {
+		memcpy(buf + bp->dst[j], pat + j, bp->lens[j]);
+		__asm__ volatile("" : : "r"(buf) : "memory");
+	}
+	return (now_ns() - t0) / TIMING_BATCH;
+}
+
 /*
  * ns per alloc+free pair in steady state, single-threaded: a default pool
  * filled with the trace, then batches of TIMING_BATCH pairs (store a new
  * object of a size drawn from the trace, free a random live one), each batch
- * timed as a whole.  The first n / TIMING_BATCH batches (one turnover of the
- * pool) are not recorded: they only bring it to steady state.  Sizes and
- * victims of a batch are drawn before its clock starts.
+ * timed as a whole.  Only pool calls are inside the clock: sizes and victims
+ * of a batch are drawn before it starts.  The first n / TIMING_BATCH
+ * batches (one turnover of the pool) are not recorded: they only bring it
+ * to steady state.  Each timed batch is followed by the floor (time_floor)
+ * on the same plan, so both see the same load on the machine.  The whole
+ * thing is repeated `repeat` times on fresh pools; the median is over the
+ * batches of all repetitions.
  */
 static void time_ours(const struct trace *t, const struct opts *o,
 		      struct timing *tm)
 {
 	struct rng r = { o->seed ^ 0x7133ull };
-	uint32_t lens[TIMING_BATCH], vict[TIMING_BATCH];
-	unsigned warm = t->n / TIMING_BATCH + 1;
-	double *ns = xcalloc(o->timing_batches, sizeof(*ns));
-	double *cpu = xcalloc(o->timing_batches, sizeof(*cpu));
+	unsigned warm = t->n / TIMING_BATCH + 1, nb = o->timing_batches;
+	unsigned total = nb * o->repeat;
+	double *ns = xcalloc(total, sizeof(*ns));
+	double *cpu = xcalloc(total, sizeof(*cpu));
+	double *fl = xcalloc(total, sizeof(*fl));
+	double *runs = xcalloc(o->repeat, sizeof(*runs));
+	double *one = xcalloc(nb, sizeof(*one));
 	uzs_handle_t *h = xcalloc(t->n, sizeof(*h));
-	struct uzs_pool_stats st0, st1;
-	struct uzs_pool *pool;
+	struct batch_plan *bp = xcalloc(1, sizeof(*bp));
+	uint64_t sweeps = 0;
+	unsigned char *buf;
+	size_t span;
 	int rc;
 
-	rc = uzs_pool_create(NULL, &pool);
-	if (rc)
-		die("uzs_pool_create(timing): %s", strerror(-rc));
-	for (uint32_t i = 0; i < t->n; i++)
-		if ((rc = uzs_pool_alloc(pool, pat + (i & (UZS_PAGE_SIZE - 1)),
-					 t->len[i], i, &h[i])))
-			die("uzs_pool_alloc(timing): %s", strerror(-rc));
+	span = (size_t)t->bytes + 2 * UZS_PAGE_SIZE;
+	buf = xcalloc(span, 1);
+	memset(buf, 1, span);
+	for (unsigned rep = 0; rep < o->repeat; rep++) {
+		struct uzs_pool_stats st0, st1;
+		struct uzs_pool *pool;
 
-	for (unsigned b = 0; b < warm + o->timing_batches; b++) {
-		double t0, t1, c0, c1;
+		rc = uzs_pool_create(NULL, &pool);
+		if (rc)
+			die("uzs_pool_create(timing): %s", strerror(-rc));
+		for (uint32_t i = 0; i < t->n; i++)
+			if ((rc = uzs_pool_alloc(pool, pat + (i & (UZS_PAGE_SIZE - 1)),
+						 t->len[i], i, &h[i])))
+				die("uzs_pool_alloc(timing): %s", strerror(-rc));
+		for (unsigned b = 0; b < warm + nb; b++) {
+			double t0, t1, c0, c1;
 
-		if (b == warm)
-			uzs_pool_stats(pool, &st0);
-		for (unsigned j = 0; j < TIMING_BATCH; j++) {
-			lens[j] = t->len[rng_below(&r, t->n)];
-			vict[j] = rng_below(&r, t->n);
-		}
-		c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-		t0 = now_ns();
-		for (unsigned j = 0; j < TIMING_BATCH; j++) {
-			uzs_handle_t nh;
+			if (b == warm)
+				uzs_pool_stats(pool, &st0);
+			plan_batch(&r, t, span, bp);
+			c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+			t0 = now_ns();
+			for (unsigned j = 0; j < TIMING_BATCH; j++) {
+				uzs_handle_t nh;
 
-			rc = uzs_pool_alloc(pool, pat + j, lens[j], j, &nh);
-			rc |= uzs_pool_free(pool, h[vict[j]]);
-			if (rc)
-				die("alloc/free failed in the timed loop (%d)",
-				    rc);
-			h[vict[j]] = nh;
+				rc = uzs_pool_alloc(pool, pat + j, bp->lens[j],
+						    j, &nh);
+				rc |= uzs_pool_free(pool, h[bp->vict[j]]);
+				if (rc)
+					die("alloc/free failed in the timed "
+					    "loop (%d)", rc);
+				h[bp->vict[j]] = nh;
+			}
+			t1 = now_ns();
+			c1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+			if (b >= warm) {
+				unsigned k = rep * nb + b - warm;
+
+				ns[k] = (t1 - t0) / TIMING_BATCH;
+				cpu[k] = (c1 - c0) / TIMING_BATCH;
+				fl[k] = time_floor(bp, buf);
+			}
 		}
-		t1 = now_ns();
-		c1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-		if (b >= warm) {
-			ns[b - warm] = (t1 - t0) / TIMING_BATCH;
-			cpu[b - warm] = (c1 - c0) / TIMING_BATCH;
-		}
+		uzs_pool_stats(pool, &st1);
+		sweeps += st1.sweeps - st0.sweeps;
+		memcpy(one, ns + rep * nb, nb * sizeof(*one));
+		runs[rep] = median_of(one, nb);
+		uzs_pool_destroy(pool);
 	}
-	uzs_pool_stats(pool, &st1);
-	qsort(ns, o->timing_batches, sizeof(*ns), cmp_double);
-	tm->median = ns[o->timing_batches / 2];
-	tm->p10 = ns[o->timing_batches / 10];
-	tm->p90 = ns[o->timing_batches * 9 / 10];
-	qsort(cpu, o->timing_batches, sizeof(*cpu), cmp_double);
-	tm->cpu_median = cpu[o->timing_batches / 2];
-	tm->defrags_per_alloc = (double)(st1.defrags - st0.defrags) /
-				((double)o->timing_batches * TIMING_BATCH);
-	uzs_pool_destroy(pool);
+	tm->median = median_of(ns, total);
+	tm->p10 = ns[total / 10];
+	tm->p90 = ns[total * 9 / 10];
+	tm->cpu_median = median_of(cpu, total);
+	tm->floor_median = median_of(fl, total);
+	qsort(runs, o->repeat, sizeof(*runs), cmp_double);
+	tm->runs_min = runs[0];
+	tm->runs_max = runs[o->repeat - 1];
+	tm->sweeps_per_alloc = (double)sweeps / ((double)total * TIMING_BATCH);
+	free(buf);
+	free(bp);
 	free(h);
 	free(ns);
 	free(cpu);
+	free(fl);
+	free(runs);
+	free(one);
 }
 
 /* ------------------------------------------------------------- report */
@@ -723,7 +792,8 @@ struct tally {
 /* One line per trace for the closing summary. */
 struct summary {
 	const char *name;
-	double us_fill, us_churn, zs_fill, zs_churn, zb_fill, zb_churn, ns;
+	double us_fill, us_churn, zs_fill, zs_churn, zb_fill, zb_churn;
+	double ns, floor;
 };
 
 static const char *mark(struct tally *ty, bool ok)
@@ -780,8 +850,9 @@ static void print_variants(const struct trace *t, const struct opts *o)
 
 enum { S_OURS, S_OURS_C, S_ZS, S_ZS_C, S_ZBUD, NSUBJ };
 
-static void bench_trace(const struct trace *t, const struct opts *o,
-			struct tally *ty, struct summary *sum)
+/* The density table and its targets: the replay of every allocator. */
+static void bench_density(const struct trace *t, const struct opts *o,
+			  struct tally *ty, struct summary *sum)
 {
 	struct subject s[NSUBJ] = {
 		[S_OURS] = { .label = "ours", .kind = K_OURS,
@@ -796,20 +867,9 @@ static void bench_trace(const struct trace *t, const struct opts *o,
 	};
 	const struct result *us = &s[S_OURS].r, *zs = &s[S_ZS].r;
 	const struct result *zb = &s[S_ZBUD].r;
-	struct timing tm = { 0 };
-	double t0 = now_ns();
 	char note[3][96];
 
-	printf("\n== %s: %u objects (%s), mean %.0f B, %.1f MiB stored",
-	       t->name, t->n, t->real ? "real, file order" : "synthetic",
-	       (double)t->bytes / t->n, (double)t->bytes / (1 << 20));
-	if (t->dropped)
-		printf(", %u dropped (> %u B)", t->dropped, o->cutoff);
-	printf(" ==\n");
-
 	replay_run(t, o, o->rounds, s, NSUBJ);
-	if (o->timing)
-		time_ours(t, o, &tm);
 
 	printf("  %-18s %7s %7s %9s %9s\n", "density", "fill", "churn",
 	       "pg/obj", "meta B/obj");
@@ -832,12 +892,6 @@ static void bench_trace(const struct trace *t, const struct opts *o,
 	printf("  %-18s %7.3f %7.3f %9.3f\n", "ours / zbud",
 	       us->fill / zb->fill, us->churn / zb->churn,
 	       evict_ratio(us) / evict_ratio(zb));
-	if (o->timing)
-		printf("  ours alloc+free: median %.1f ns per pair (p10 %.1f, "
-		       "p90 %.1f; thread CPU time %.1f; %u batches of %u);\n"
-		       "  %.2f defrags per alloc\n", tm.median, tm.p10, tm.p90,
-		       tm.cpu_median, o->timing_batches, TIMING_BATCH,
-		       tm.defrags_per_alloc);
 
 	printf("  targets (informative):\n");
 	printf("    [%s] ours >= zsmalloc after fill   (%.4f vs %.4f)\n",
@@ -856,30 +910,71 @@ static void bench_trace(const struct trace *t, const struct opts *o,
 		       mark(ty, us->churn >= TARGET_VS_ZBUD * zb->churn),
 		       TARGET_VS_ZBUD, us->churn / zb->churn);
 	}
-	if (o->timing)
-		printf("    [%s] alloc+free median <= %.0f ns   (%.1f ns)\n",
-		       mark(ty, tm.median <= TARGET_NS), TARGET_NS, tm.median);
+	sum->us_fill = us->fill;
+	sum->us_churn = us->churn;
+	sum->zs_fill = zs->fill;
+	sum->zs_churn = zs->churn;
+	sum->zb_fill = zb->fill;
+	sum->zb_churn = zb->churn;
+}
 
+static void bench_timing(const struct trace *t, const struct opts *o,
+			 struct tally *ty, struct summary *sum)
+{
+	struct timing tm = { 0 };
+
+	time_ours(t, o, &tm);
+	printf("  ours alloc+free: median %.1f ns per pair (p10 %.1f, p90 %.1f; "
+	       "thread CPU time %.1f;\n  %u x %u batches of %u; medians of "
+	       "single runs %.1f..%.1f);\n  floor (memcpy of the same bytes to "
+	       "a cold buffer) %.1f ns; %.3f sweeps per alloc\n", tm.median,
+	       tm.p10, tm.p90, tm.cpu_median, o->repeat, o->timing_batches,
+	       TIMING_BATCH, tm.runs_min, tm.runs_max, tm.floor_median,
+	       tm.sweeps_per_alloc);
+	printf("    [%s] alloc+free median <= %.0f ns   (%.1f ns)\n",
+	       mark(ty, tm.median <= TARGET_NS), TARGET_NS, tm.median);
+	sum->ns = tm.median;
+	sum->floor = tm.floor_median;
+}
+
+static void bench_trace(const struct trace *t, const struct opts *o,
+			struct tally *ty, struct summary *sum)
+{
+	double t0 = now_ns();
+
+	printf("\n== %s: %u objects (%s), mean %.0f B, %.1f MiB stored",
+	       t->name, t->n, t->real ? "real, file order" : "synthetic",
+	       (double)t->bytes / t->n, (double)t->bytes / (1 << 20));
+	if (t->dropped)
+		printf(", %u dropped (> %u B)", t->dropped, o->cutoff);
+	printf(" ==\n");
+	*sum = (struct summary){ .name = t->name };
+	if (o->density)
+		bench_density(t, o, ty, sum);
+	if (o->timing)
+		bench_timing(t, o, ty, sum);
 	if (o->variants)
 		print_variants(t, o);
 	printf("  (%.1f s)\n", (now_ns() - t0) / 1e9);
-
-	*sum = (struct summary){ t->name, us->fill, us->churn, zs->fill,
-				 zs->churn, zb->fill, zb->churn, tm.median };
 }
 
 static void print_summary(const struct summary *sum, size_t n,
 			  const struct tally *ty, const struct opts *o)
 {
-	printf("\n== summary: density fill/churn (no compaction) ==\n");
-	printf("  %-12s %15s %15s %15s %9s\n", "trace", "ours", "zsmalloc",
-	       "zbud", "ns/pair");
+	printf("\n== summary: density fill/churn (no compaction); ns per "
+	       "alloc+free pair and its memcpy floor ==\n");
+	printf("  %-12s %15s %15s %15s %9s %7s\n", "trace", "ours", "zsmalloc",
+	       "zbud", "ns/pair", "floor");
 	for (size_t i = 0; i < n; i++) {
-		printf("  %-12s %7.4f/%.4f %7.4f/%.4f %7.4f/%.4f", sum[i].name,
-		       sum[i].us_fill, sum[i].us_churn, sum[i].zs_fill,
-		       sum[i].zs_churn, sum[i].zb_fill, sum[i].zb_churn);
+		printf("  %-12s", sum[i].name);
+		if (o->density)
+			printf(" %7.4f/%.4f %7.4f/%.4f %7.4f/%.4f",
+			       sum[i].us_fill, sum[i].us_churn, sum[i].zs_fill,
+			       sum[i].zs_churn, sum[i].zb_fill, sum[i].zb_churn);
+		else
+			printf(" %15s %15s %15s", "-", "-", "-");
 		if (o->timing)
-			printf(" %9.1f", sum[i].ns);
+			printf(" %9.1f %7.1f", sum[i].ns, sum[i].floor);
 		printf("\n");
 	}
 	printf("targets met: %u of %u (informative)\n", ty->pass,
@@ -911,10 +1006,14 @@ static void usage(FILE *f)
 "  -s, --seed N           seed of every random choice (default 1)\n"
 "  -v, --verify-every N   read back 1 object in N (default 16)\n"
 "  -b, --batches N        timed batches of %u alloc+free pairs (default 200)\n"
+"  -k, --repeat N         timing runs, each on a fresh pool (default 3); the\n"
+"                         median is over the batches of all of them\n"
 "  -p, --cpu N            pin to CPU N (default: the CPU it starts on; -1 = no\n"
 "                         pinning: see the top of pool_bench.c for why)\n"
 "      --no-variants      skip the placement / zspage-size table\n"
 "      --no-timing        skip the alloc+free timing\n"
+"      --timing-only      only the alloc+free timing (no density replay, no\n"
+"                         variants)\n"
 "  -h, --help             this text\n"
 "\n"
 "Quick run: pool_bench -t python_dict,small -l 50000 -n 20000 --no-variants\n",
@@ -998,13 +1097,16 @@ int main(int argc, char **argv)
 		{ "cpu", required_argument, NULL, 'p' },
 		{ "no-variants", no_argument, NULL, 'V' },
 		{ "no-timing", no_argument, NULL, 'T' },
+		{ "timing-only", no_argument, NULL, 'O' },
+		{ "repeat", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = {
 		.synth_n = 50000, .cutoff = UZS_PAGE_SIZE, .rounds = 10, .variant_rounds = 3,
 		.seed = 1, .verify_every = 16, .timing_batches = 200,
-		.cpu = sched_getcpu(), .variants = true, .timing = true,
+		.repeat = 3, .cpu = sched_getcpu(), .variants = true,
+		.timing = true, .density = true,
 	};
 	struct summary sum[NTRACES];
 	struct tally ty = { 0, 0 };
@@ -1012,7 +1114,7 @@ int main(int argc, char **argv)
 	struct rng r;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "d:t:l:n:c:r:R:s:v:b:p:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:t:l:n:c:r:R:s:v:b:k:p:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'd': o.data_dir = optarg; break;
 		case 't': o.traces = optarg; break;
@@ -1028,11 +1130,13 @@ int main(int argc, char **argv)
 				  (int)parse_num(optarg, "--cpu") : -1; break;
 		case 'V': o.variants = false; break;
 		case 'T': o.timing = false; break;
+		case 'O': o.density = o.variants = false; break;
+		case 'k': o.repeat = (unsigned)parse_num(optarg, "--repeat"); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (optind != argc || !o.verify_every || !o.timing_batches ||
+	if (optind != argc || !o.verify_every || !o.timing_batches || !o.repeat ||
 	    o.cutoff == 0 || o.cutoff > UZS_PAGE_SIZE) {
 		usage(stderr);
 		return 2;

@@ -39,9 +39,20 @@
  * first fit, with no search and no copying of other objects.  When the
  * cursor's holes are used up the next zspage is chosen (by default the one
  * with the most free space not yet found unusable: see zspage.dust and the
- * buckets), else a fresh one is made.  Frees never search either: they only
+ * buckets), else a fresh one is made.  Frees never search either: they
  * unlink the fragments, and the space they free is found by the next sweep
  * of that zspage.
+ *
+ * A sweep walks a zspage's fragments through their handle slots, which lie
+ * all over the handle table: one cache miss per fragment, microseconds per
+ * sweep.  So the hole a free leaves is also remembered at once, exactly (the
+ * unlink reads both neighbours anyway), in a small table of *recent holes*
+ * (pool_layout.h).  An object that does not fit whole in the cursor's next
+ * holes goes into the smallest recent hole that holds it, or is split over
+ * two of them; only when they cannot take it does the cursor move on.  In
+ * steady state (a free for every alloc) nearly every alloc reuses a free's
+ * hole without a sweep, and freed space anywhere in the pool is refilled,
+ * not just the cursor's.
  *
  * LRU and eviction
  * ----------------
@@ -387,6 +398,65 @@ static void slot_give(struct uzs_pool *p, uint32_t id, unsigned npages)
 	slot_list_push(p, &p->free_single, id);
 }
 
+/* -------------------------------------------------------- recent holes */
+
+static void recent_remove(struct uzs_pool *p, uint32_t i)
+{
+	p->recent[i] = p->recent[--p->nrecent];
+}
+
+/* Forget the recent holes of zspage id inside [lo, hi). */
+static void recent_forget(struct uzs_pool *p, uint32_t id, uint32_t lo,
+			  uint32_t hi)
+{
+	for (uint32_t i = 0; i < p->nrecent;) {
+		const struct recent_hole *r = &p->recent[i];
+
+		if (r->zspage == id && r->offset >= lo &&
+		    r->offset + r->len <= hi)
+			recent_remove(p, i);
+		else
+			i++;
+	}
+}
+
+static void recent_forget_zspage(struct uzs_pool *p, uint32_t id)
+{
+	recent_forget(p, id, 0, ZSPAGE_MAX_BYTES);
+}
+
+/* Remember hole [lo, hi) of zspage id, after fragment prev.  When the table
+ * is full the smallest hole makes room: it stays free space that a sweep
+ * of its zspage finds. */
+static void recent_add(struct uzs_pool *p, uint32_t id, uint32_t lo,
+		       uint32_t hi, uint32_t prev)
+{
+	uint32_t i = p->nrecent;
+
+	if (hi - lo < MIN_SPLIT)
+		return;
+	if (i == RECENT_HOLES) {
+		i = 0;
+		for (uint32_t k = 1; k < RECENT_HOLES; k++)
+			if (p->recent[k].len < p->recent[i].len)
+				i = k;
+		if (p->recent[i].len >= hi - lo)
+			return;
+	} else {
+		p->nrecent++;
+	}
+	p->recent[i] = (struct recent_hole){ id, (uint16_t)lo,
+					     (uint16_t)(hi - lo), prev };
+}
+
+/* Rename fragment reference from to to in the recent holes. */
+static void recent_rename(struct uzs_pool *p, uint32_t from, uint32_t to)
+{
+	for (uint32_t i = 0; i < p->nrecent; i++)
+		if (p->recent[i].prev == from)
+			p->recent[i].prev = to;
+}
+
 /* -------------------------------------------------------------- zspages */
 
 static unsigned fresh_zspage_pages(const struct uzs_pool *p, uint32_t size)
@@ -446,6 +516,7 @@ static void zspage_release(struct uzs_pool *p, uint32_t id)
 	unsigned npages = z->npages;
 
 	bucket_remove(p, id);
+	recent_forget_zspage(p, id);
 	if (!(z->flags & ZS_ISOLATED))
 		lru_unlink(p, id);
 	else
@@ -500,10 +571,17 @@ static void frag_link(struct uzs_pool *p, uint32_t ref, uint32_t id,
 	h->len = (uint16_t)(h->len - len);
 	z->used = (uint16_t)(z->used + len);
 	z->nfrags++;
-	/* Space taken from a zspage that is not the cursor (a split head
-	 * left behind) was counted as dust by the sweep that found it. */
-	if (id != p->cur.zspage)
-		z->dust = (uint16_t)(z->dust > len ? z->dust - len : 0);
+}
+
+/* Link into the hole a sweep left behind as dust (a split head given up
+ * by the cursor): the space taken was counted as dust. */
+static void frag_link_dust(struct uzs_pool *p, uint32_t ref, uint32_t id,
+			   struct hole *h, uint32_t len)
+{
+	struct zspage *z = &p->zs[id];
+
+	frag_link(p, ref, id, h, len);
+	z->dust = (uint16_t)(z->dust > len ? z->dust - len : 0);
 }
 
 /* Forget the cursor's holes: its zspage changed under it.  The zspage goes
@@ -558,10 +636,36 @@ static void frag_move(struct uzs_pool *p, uint32_t from, uint32_t to)
 		frag_at(p, t->next)->prev = to;
 	else
 		z->last = to;
+	recent_rename(p, from, to);
 	if (t->zspage == p->cur.zspage)
 		for (uint32_t i = p->cur.at; i < p->cur.nholes; i++)
 			if (p->cur.holes[i].prev == from)
 				p->cur.holes[i].prev = to;
+}
+
+/*
+ * Unlink fragment ref and remember the hole it leaves: from the end of the
+ * fragment before it to the start of the one after, which the unlink
+ * touches anyway.  Holes that recent frees left inside it are part of it.
+ */
+static void frag_free(struct uzs_pool *p, uint32_t ref)
+{
+	const struct frag *f = frag_at(p, ref);
+	uint32_t id = f->zspage, prev = f->prev, lo = 0, hi;
+	struct zspage *z = &p->zs[id];
+
+	if (prev != NIL)
+		lo = frag_at(p, prev)->offset + frag_at(p, prev)->len;
+	hi = f->next != NIL ? frag_at(p, f->next)->offset : zs_capacity(z);
+	frag_unlink(p, ref);
+	if (z->nfrags == 0) {
+		zspage_release(p, id);
+		return;
+	}
+	recent_forget(p, id, lo, hi);
+	if (!(z->flags & (ZS_ISOLATED | ZS_DRAINING)) && id != p->cur.zspage)
+		recent_add(p, id, lo, hi, prev);
+	bucket_update(p, id);
 }
 
 /* Remove a live object from its zspages, releasing any it empties. */
@@ -569,17 +673,9 @@ static void obj_unplace(struct uzs_pool *p, uint32_t idx)
 {
 	struct handle_slot *s = slot_at(p, idx);
 
-	for (unsigned n = 0; n < 2; n++) {
-		uint32_t id = s->f[n].zspage;
-
-		if (!s->f[n].len)
-			continue;
-		frag_unlink(p, frag_ref(idx, n));
-		if (p->zs[id].nfrags == 0)
-			zspage_release(p, id);
-		else
-			bucket_update(p, id);
-	}
+	for (unsigned n = 0; n < 2; n++)
+		if (s->f[n].len)
+			frag_free(p, frag_ref(idx, n));
 }
 
 static void obj_copy_in(struct uzs_pool *p, const struct handle_slot *s,
@@ -610,6 +706,7 @@ static void cursor_sweep(struct uzs_pool *p, uint32_t id)
 	uint32_t end = 0, prev = NIL, n = 0;
 
 	bucket_remove(p, id);
+	recent_forget_zspage(p, id);
 	z->dust = 0;
 	for (uint32_t r = z->first; r != NIL; r = frag_at(p, r)->next) {
 		const struct frag *f = frag_at(p, r);
@@ -732,13 +829,143 @@ static void place_whole(struct uzs_pool *p, uint32_t idx, int i, uint32_t len)
 	p->st.hole_fills += p->cur.reused;
 }
 
+/* Whether the cursor has a hole that takes len bytes whole. */
+static bool cursor_fits(struct uzs_pool *p, uint32_t len)
+{
+	const struct zspage *z;
+
+	if (!cursor_hole(p))
+		return false;
+	z = &p->zs[p->cur.zspage];
+	return z->nfrags < zs_max_frags(z) && hole_fit(&p->cur, len, -1, false) >= 0;
+}
+
+/* Whether recent hole i's zspage may take n more fragments. */
+static bool recent_has_room(const struct uzs_pool *p, uint32_t i, unsigned n)
+{
+	const struct zspage *z = &p->zs[p->recent[i].zspage];
+
+	return z->nfrags + n <= zs_max_frags(z);
+}
+
+/* Recent hole i: the smallest of at least len bytes, other than `not`; -1
+ * if none.  Its zspage takes one more fragment: a zspage that reaches its
+ * limit loses its recent holes (place_recent), so the descriptors need not
+ * be read here, which would cost a cache miss per hole. */
+static int recent_fit(const struct uzs_pool *p, uint32_t len, int not)
+{
+	int found = -1;
+
+	for (uint32_t i = 0; i < p->nrecent; i++) {
+		const struct recent_hole *r = &p->recent[i];
+
+		if (r->len < len || (int)i == not)
+			continue;
+		if (found < 0 || r->len < p->recent[found].len)
+			found = (int)i;
+	}
+	return found;
+}
+
+/* The largest recent hole, if its zspage takes two more fragments; else
+ * -1. */
+static int recent_largest(const struct uzs_pool *p)
+{
+	int found = -1;
+
+	for (uint32_t i = 0; i < p->nrecent; i++)
+		if (found < 0 || p->recent[i].len > p->recent[found].len)
+			found = (int)i;
+	return found >= 0 && recent_has_room(p, (uint32_t)found, 2) ? found : -1;
+}
+
+/* After a store into zspage id from the recent holes: one at its fragment
+ * limit can take nothing more, so its holes go (see recent_fit). */
+static void recent_stored(struct uzs_pool *p, uint32_t id)
+{
+	const struct zspage *z = &p->zs[id];
+
+	if (z->nfrags >= zs_max_frags(z))
+		recent_forget_zspage(p, id);
+	bucket_update(p, id);
+}
+
+/* Link fragment ref as the first len bytes of recent hole i (which stays,
+ * shorter, or goes).  The space was free and unswept, not dust: dust only
+ * shrinks if the zspage no longer has that much free. */
+static void recent_take(struct uzs_pool *p, uint32_t ref, uint32_t i,
+			uint32_t len)
+{
+	struct recent_hole *r = &p->recent[i];
+	struct hole h = { r->offset, r->len, r->prev };
+	uint32_t id = r->zspage;
+	struct zspage *z = &p->zs[id];
+
+	frag_link(p, ref, id, &h, len);
+	if (z->dust > zs_free(z))
+		z->dust = (uint16_t)zs_free(z);
+	r->offset = h.offset;
+	r->len = h.len;
+	r->prev = h.prev;
+}
+
+/*
+ * Place object idx of len bytes in the recent holes: whole, in the smallest
+ * that holds it; else split, its head filling the largest and its tail in
+ * the smallest other that holds the rest.  False if they cannot take it.
+ */
+static bool place_recent(struct uzs_pool *p, uint32_t idx, uint32_t len)
+{
+	struct handle_slot *s = slot_at(p, idx);
+	int i = recent_fit(p, len, -1), j;
+	uint32_t hid, tid, head;
+
+	if (i >= 0) {
+		hid = p->recent[i].zspage;
+		recent_take(p, frag_ref(idx, 0), (uint32_t)i, len);
+		s->f[1].len = 0;
+		s->f[1].zspage = NIL;
+		if (!p->recent[i].len)
+			recent_remove(p, (uint32_t)i);
+		recent_stored(p, hid);
+		p->st.hole_fills++;
+		return true;
+	}
+	i = recent_largest(p);
+	if (i < 0)
+		return false;
+	head = p->recent[i].len;
+	/* recent_largest left room for both fragments in the head's zspage. */
+	j = recent_fit(p, len - head, i);
+	if (j < 0)
+		return false;
+	hid = p->recent[i].zspage;
+	tid = p->recent[j].zspage;
+	/* Tail first, as place() does: the head then links after it if both
+	 * are in one zspage and the tail's hole comes first. */
+	recent_take(p, frag_ref(idx, 1), (uint32_t)j, len - head);
+	recent_take(p, frag_ref(idx, 0), (uint32_t)i, head);
+	/* The head's hole is gone; remove the higher index first. */
+	if (p->recent[j].len == 0 && j > i)
+		recent_remove(p, (uint32_t)j);
+	recent_remove(p, (uint32_t)i);
+	if (j < i && p->recent[j].len == 0)
+		recent_remove(p, (uint32_t)j);
+	recent_stored(p, hid);
+	if (tid != hid)
+		recent_stored(p, tid);
+	p->st.hole_fills++;
+	return true;
+}
+
 /*
  * Find room for an object of len bytes in slot idx and link its fragments
- * (no bytes copied), in the cursor's zspage while it has room:
- *  1. whole, in its first hole that holds it;
- *  2. else split: head filling its largest hole, tail in the smallest other
- *     hole that holds the rest;
- *  3. else the head fills its largest hole, the cursor moves on, and the
+ * (no bytes copied):
+ *  1. whole, in the cursor's first hole that holds it;
+ *  2. else in the recent holes (place_recent), whole or split;
+ *  3. else split in the cursor: head filling its largest hole, tail in the
+ *     smallest other hole that holds the rest;
+ *  4. else the head fills its largest hole, the cursor moves on, and the
  *     tail goes into the first hole of the next zspage that holds the rest
  *     (when none does, the head is given up and the object starts over
  *     there).  What the cursor leaves behind is dust until a free there.
@@ -754,6 +981,8 @@ static bool place(struct uzs_pool *p, uint32_t idx, uint32_t len,
 	uint32_t head_z = NIL;
 	bool head_reused = false;
 
+	if (!cursor_fits(p, len) && place_recent(p, idx, len))
+		return true;
 	for (;;) {
 		uint32_t id = c->zspage;
 		struct zspage *z;
@@ -777,8 +1006,8 @@ static bool place(struct uzs_pool *p, uint32_t idx, uint32_t len,
 			if (j >= 0) {
 				frag_link(p, frag_ref(idx, 1), id, &c->holes[j],
 					  len - head.len);
-				frag_link(p, frag_ref(idx, 0), head_z, &head,
-					  head.len);
+				frag_link_dust(p, frag_ref(idx, 0), head_z,
+					       &head, head.len);
 				bucket_update(p, head_z);
 				p->st.hole_fills += head_reused;
 				return true;
@@ -1051,6 +1280,7 @@ int uzs_pool_evict_begin(struct uzs_pool *p, struct uzs_evict_batch *batch)
 		p->cur.zspage = NIL;
 	lru_unlink(p, id);
 	bucket_remove(p, id);
+	recent_forget_zspage(p, id);
 	p->zs[id].flags |= ZS_ISOLATED;
 	p->zs[id].flags &= (uint8_t)~ZS_REFERENCED;
 	for (uint32_t r = p->zs[id].first; r != NIL; r = frag_at(p, r)->next) {
@@ -1149,6 +1379,7 @@ static bool compact_drain(struct uzs_pool *p, uint32_t id, bool *no_room)
 		cursor_drop(p);
 	z->flags |= ZS_DRAINING;
 	bucket_remove(p, id);
+	recent_forget_zspage(p, id);
 	for (r = z->first; r != NIL;) {
 		uint32_t idx = r >> 1, next = frag_at(p, r)->next;
 		enum move_result m;

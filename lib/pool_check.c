@@ -109,6 +109,43 @@ bad:
 	return -EUCLEAN;
 }
 
+/* Each recent hole is free space between the fragments it names, in a
+ * zspage allocation may fill, and no two overlap. */
+static int check_recent(struct uzs_pool *p)
+{
+	CHECK(p->nrecent <= RECENT_HOLES);
+	for (uint32_t i = 0; i < p->nrecent; i++) {
+		const struct recent_hole *h = &p->recent[i];
+		const struct zspage *z = &p->zs[h->zspage];
+		uint32_t next, end = h->offset + h->len;
+
+		CHECK(h->zspage < p->arena_bump && z->npages && h->len);
+		CHECK(z->nfrags < zs_max_frags(z));
+		CHECK(!(z->flags & (ZS_ISOLATED | ZS_DRAINING)));
+		CHECK(h->zspage != p->cur.zspage && end <= zs_capacity(z));
+		if (h->prev != NIL) {
+			const struct frag *f = frag_at(p, h->prev);
+
+			CHECK(f->len && f->zspage == h->zspage);
+			CHECK(f->offset + f->len <= h->offset);
+			next = f->next;
+		} else {
+			next = z->first;
+		}
+		if (next != NIL)
+			CHECK(frag_at(p, next)->offset >= end);
+		for (uint32_t k = 0; k < i; k++) {
+			const struct recent_hole *o = &p->recent[k];
+
+			CHECK(o->zspage != h->zspage || o->offset >= end ||
+			      o->offset + o->len <= h->offset);
+		}
+	}
+	return 0;
+bad:
+	return -EUCLEAN;
+}
+
 int uzs_pool_check(struct uzs_pool *p)
 {
 	uint64_t objs = 0, bytes = 0, zspages = 0, pages = 0, lru = 0;
@@ -138,7 +175,7 @@ int uzs_pool_check(struct uzs_pool *p)
 			id++;
 	}
 	if (check_slots(p, &objs, &bytes, &slot_frags, &split) ||
-	    check_cursor(p))
+	    check_cursor(p) || check_recent(p))
 		goto bad;
 	CHECK(frags == slot_frags && split == p->st.split_objects);
 	CHECK(objs == p->st.objects && bytes == p->st.stored_bytes);

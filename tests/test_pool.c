@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -832,9 +833,27 @@ Test(pool_straddle, a_fill_of_large_objects_wastes_only_the_last_zspage)
 /* ------------------------------------------------------- placement */
 
 /*
+ * Hide the recent holes of the two coldest zspages: an eviction that frees
+ * nothing isolates each (which forgets its recent holes) and puts it back,
+ * so only a sweep finds their free space, and the placement policy decides.
+ */
+static void forget_recent_holes_of_two_coldest(struct uzs_pool *p)
+{
+	struct uzs_evict_batch *b = calloc(1, sizeof(*b));
+
+	cr_assert_not_null(b);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_gt(uzs_pool_evict_begin(p, b), 0);
+		uzs_pool_evict_end(p, b);
+	}
+	free(b);
+}
+
+/*
  * zspages A, B, C full, C most recently used and being filled.  Then 2048
- * bytes are freed in A and 1000 in B (stored into after A).  An object of
- * 900 goes elsewhere than C: EMPTIEST picks A (most free), RECENT picks B.
+ * bytes are freed in A and 1000 in B (stored into after A), and their
+ * recent holes are forgotten.  An object of 900 goes elsewhere than C:
+ * EMPTIEST picks A (most free), RECENT picks B.
  */
 static void placement_case(enum uzs_placement pl, int want_b)
 {
@@ -855,6 +874,7 @@ static void placement_case(enum uzs_placement pl, int want_b)
 	cr_assert_neq(uzs_pool_zspage_of(p, b1), uzs_pool_zspage_of(p, c1));
 	cr_assert_eq(uzs_pool_free(p, a1), 0);
 	cr_assert_eq(uzs_pool_free(p, b2), 0);
+	forget_recent_holes_of_two_coldest(p);
 	x = tl_put(p, 900, 8);
 	cr_assert_eq(uzs_pool_zspage_of(p, x),
 		     uzs_pool_zspage_of(p, want_b ? b1 : a2),
@@ -896,6 +916,86 @@ Test(pool_placement, the_zspage_just_stored_into_is_filled_first)
 		tl_check(p);
 		uzs_pool_destroy(p);
 	}
+}
+
+/*
+ * The same zspages, the recent holes remembered: with the cursor full, the
+ * 900 B object goes into the smallest freed hole that holds it (B's 1000 B,
+ * at the freed object's offset), whatever the policy, and without a sweep.
+ */
+Test(pool_placement, a_freed_hole_is_refilled_best_fit_without_a_sweep)
+{
+	for (int pl = UZS_PLACE_EMPTIEST; pl <= UZS_PLACE_RECENT; pl++) {
+		struct uzs_pool *p = tl_pool(0, 1);
+		uzs_handle_t a1, b1, b2, x;
+		uint32_t zb[2], ob[2], zx[2], ox[2];
+		uint64_t sweeps;
+
+		uzs_pool_set_placement(p, (enum uzs_placement)pl);
+		a1 = tl_put(p, 2048, 1);
+		tl_put(p, 2048, 2);
+		b1 = tl_put(p, 1048, 3);
+		b2 = tl_put(p, 1000, 4);
+		tl_put(p, 2048, 5);
+		tl_put(p, 2048, 6);
+		tl_put(p, 2048, 7);     /* C full: the cursor has no hole */
+		cr_assert_eq(uzs_pool_fragments_of(p, b2, zb, ob), 1);
+		cr_assert_eq(uzs_pool_free(p, a1), 0);
+		cr_assert_eq(uzs_pool_free(p, b2), 0);
+		tl_check(p);
+		sweeps = tl_stats(p).sweeps;
+		x = tl_put(p, 900, 8);
+		cr_assert_eq(uzs_pool_fragments_of(p, x, zx, ox), 1);
+		cr_assert_eq(zx[0], zb[0]);
+		cr_assert_eq(zx[0], uzs_pool_zspage_of(p, b1));
+		cr_assert_eq(ox[0], ob[0], "not at the freed object's place");
+		cr_assert_eq(tl_stats(p).sweeps, sweeps, "a sweep was needed");
+		/* The 100 B left of B's hole takes a 100 B object exactly. */
+		x = tl_put(p, 100, 9);
+		cr_assert_eq(uzs_pool_fragments_of(p, x, zx, ox), 1);
+		cr_assert_eq(zx[0], zb[0]);
+		cr_assert_eq(ox[0], ob[0] + 900);
+		cr_assert_eq(tl_stats(p).sweeps, sweeps);
+		cr_assert_eq(tl_stats(p).pool_bytes, 3 * PG);
+		tl_check(p);
+		uzs_pool_destroy(p);
+	}
+}
+
+/*
+ * No recent hole holds it whole: the object's head fills the largest
+ * exactly and its tail goes into the smallest other that holds the rest.
+ */
+Test(pool_placement, an_object_is_split_over_two_freed_holes)
+{
+	struct uzs_pool *p = tl_pool(0, 1);
+	uzs_handle_t h[6], x;
+	uint32_t za[2], oa[2], zb[2], ob[2], zx[2], ox[2];
+	uint64_t sweeps;
+
+	for (int i = 0; i < 6; i++)
+		h[i] = tl_put(p, 2048, (uint64_t)i);   /* 3 full pages */
+	cr_assert_eq(uzs_pool_fragments_of(p, h[0], za, oa), 1);
+	cr_assert_eq(uzs_pool_fragments_of(p, h[3], zb, ob), 1);
+	cr_assert_eq(uzs_pool_free(p, h[0]), 0);     /* 2048 in page 0 */
+	tl_put(p, 1248, 10);                          /* leaves 800 there */
+	cr_assert_eq(uzs_pool_free(p, h[3]), 0);     /* 2048 in page 1 */
+	sweeps = tl_stats(p).sweeps;
+	x = tl_put(p, 2500, 11);
+	cr_assert_eq(uzs_pool_fragments_of(p, x, zx, ox), 2);
+	cr_assert_eq(zx[0], zb[0]);
+	cr_assert_eq(ox[0], ob[0]);
+	cr_assert_eq(zx[1], za[0]);
+	cr_assert_eq(ox[1], oa[0] + 1248);
+	cr_assert_eq(tl_stats(p).sweeps, sweeps);
+	cr_assert_eq(tl_stats(p).pool_bytes, 3 * PG);
+	cr_assert_eq(tl_stats(p).split_objects, 1);
+	tl_expect(p, x, 2500, 11);
+	for (int i = 0; i < 6; i++)
+		if (i != 0 && i != 3)
+			tl_expect(p, h[i], 2048, (uint64_t)i);
+	tl_check(p);
+	uzs_pool_destroy(p);
 }
 
 Test(pool_placement, freed_space_is_reused_before_growing)
