@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backing.h"
 #include "engine_internal.h"
 #include "mmap_region.h"
 #include "stats.h"
@@ -157,11 +158,14 @@ static int setup_uffds(struct uzs_engine *e, char *err, size_t errlen)
 
 static int setup_memory(struct uzs_engine *e)
 {
-	struct uzs_pool_config pc = {
-		.max_bytes = e->cfg.pool_max, .numa_node = -1, .zspage_pages = 0,
-	};
+	struct uzs_pool_config pc = { .numa_node = -1, .zspage_pages = 0 };
 	int rc;
 
+	uzs_evict_setup(e);
+	/* UZSWAP_POOL_MAX is the pool's hard cap: a store that meets it
+	 * evicts first (reclaim.c), or fails if nothing can be evicted. */
+	e->pool_cap = e->cfg.pool_max;
+	pc.max_bytes = e->pool_cap;
 	rc = uzs_pool_create(&pc, &e->pool);
 	if (!rc)
 		rc = uzs_pt_create(&e->pt);
@@ -285,6 +289,14 @@ static void snapshot_locked(struct uzs_engine *e, struct uzs_engine_stats *out)
 	out->stored_bytes = ps.stored_bytes;
 	out->pool_bytes = ps.pool_bytes;
 	out->metadata_bytes = ps.metadata_bytes + uzs_pt_bytes(e->pt);
+	if (e->backing) {
+		struct uzs_backing_stats bs;
+
+		uzs_backing_stats(e->backing, &bs);
+		out->backing_file_bytes = bs.file_bytes;
+		out->backing_disk_bytes = (bs.blocks_used + bs.blocks_unpunched) *
+					  UZS_BACKING_BLOCK;
+	}
 }
 
 void uzs_engine_stats(struct uzs_engine *e, struct uzs_engine_stats *out)
@@ -388,6 +400,9 @@ void uzs_engine_fork_child(struct uzs_engine *e)
 		close(e->stats_fd);
 	if (e->shm)
 		uzs_stats_shm_destroy(e->shm);
+	/* Nothing is in the file now (thawed); the parent keeps using it. */
+	if (e->backing)
+		uzs_backing_close(e->backing);
 	e->forking = false;
 	pthread_mutex_unlock(&e->lock);
 }

@@ -32,6 +32,7 @@ enum uzs_fault_kind {
 	UZS_FAULT_SAME,         /* a same-filled page */
 	UZS_FAULT_STORED,       /* decompressed from the pool */
 	UZS_FAULT_STAGED,       /* caught while being taken out: copied back */
+	UZS_FAULT_BACKED,       /* read back from the backing file */
 	UZS_FAULT_SPURIOUS,     /* already resolved (EEXIST) or range gone */
 	UZS_FAULT_KINDS
 };
@@ -41,7 +42,7 @@ enum uzs_fault_kind {
  * shared page that `uzswap stat PID` maps, so the layout is versioned.
  */
 #define UZS_STATS_MAGIC 0x757a7377617073ull /* "uzswaps" */
-#define UZS_STATS_VERSION 1u
+#define UZS_STATS_VERSION 2u
 
 struct uzs_engine_stats {
 	uint64_t magic;
@@ -70,7 +71,17 @@ struct uzs_engine_stats {
 	uint64_t events_remove, events_unmap, events_remap, events_fork;
 	uint64_t fork_thaws;        /* pages restored before a fork */
 
-	struct uzs_latency fault_latency; /* STORED+ZERO+SAME+STAGED faults */
+	/* pool eviction to the backing file (UZSWAP_POOL_MAX, UZSWAP_LIMIT) */
+	uint64_t pages_backed;      /* gauge: pages held in the backing file */
+	uint64_t backing_file_bytes;/* gauge: the file's size */
+	uint64_t backing_disk_bytes;/* gauge: of which allocated on disk */
+	uint64_t evictions;         /* pool pages (zspages) evicted */
+	uint64_t backing_writes;    /* pages written to the file */
+	uint64_t backing_write_bytes;
+	uint64_t backing_reads;     /* pages read back */
+	uint64_t backing_errors;    /* failed writes and reads */
+
+	struct uzs_latency fault_latency; /* every fault on a page taken out */
 };
 
 /* Percentile (0..100) of a latency histogram, in ns (bucket upper bound). */

@@ -6,6 +6,7 @@
  *   fault.c    the fault thread: page faults and layout events, in order
  *   reclaim.c  taking pages out: staging, compression, storing
  *   policy.c   what is cold: page ages from write tracking and refaults
+ *   evict.c    pool pages out to the backing file, when the pool is capped
  *
  * Locking: one mutex, e->lock, covers the page table, the region table, the
  * staging slots and the gauges.  It is taken only by the engine's own threads
@@ -102,6 +103,12 @@ struct uzs_engine {
 	struct uzs_uffd stage;  /* the trash area: no events */
 	struct uzs_pool *pool;
 	struct uzs_pagetable *pt;
+	uint64_t pool_cap;          /* the pool's own cap (bytes), 0 = none */
+	struct uzs_backing *backing; /* NULL: no eviction (evict.c) */
+	bool backing_failed;        /* a write failed: evict no more */
+	struct uzs_evict_batch *evict_batch; /* reclaim thread's own */
+	unsigned char *evict_buf;   /* objects of one eviction, copied out */
+	uint64_t next_trim_ns;      /* next time free file blocks are punched */
 
 	struct uzs_region *regions; /* sorted by start, non-overlapping */
 	size_t nregions;
@@ -160,6 +167,21 @@ void uzs_drop_range(struct uzs_engine *e, uintptr_t start, uintptr_t end);
 void *uzs_reclaim_thread_main(void *arg);
 /* Take out the victims chosen by the policy; returns pages taken. */
 size_t uzs_reclaim_victims(struct uzs_engine *e);
+
+/* evict.c */
+/* Open the backing file if the settings call for one; one warning line and
+ * no eviction if it cannot be had. */
+void uzs_evict_setup(struct uzs_engine *e);
+/* Could the pool shrink by eviction now? */
+bool uzs_evict_possible(struct uzs_engine *e);
+/* Evict the coldest pool pages until the pool holds at most target bytes
+ * (or nothing more can go).  Takes e->lock as needed; returns pool pages
+ * released. */
+size_t uzs_evict_pool(struct uzs_engine *e, uint64_t target);
+/* After a round: evict what the settings ask for, and tidy the file. */
+void uzs_evict_round(struct uzs_engine *e);
+/* Forget a backed page's copy (its entry is being cleared).  Under lock. */
+void uzs_evict_forget(struct uzs_engine *e, uint64_t loc);
 
 /* policy.c */
 /* Learn which pages are resident and written, age them by one scan if

@@ -75,7 +75,7 @@ enum uzs_log_level {
 	UZS_LOG_DEBUG,
 };
 
-enum uzs_backing {
+enum uzs_backing_kind {
 	UZS_BACKING_TMPFILE = 0,    /* unset: an unlinked file in $TMPDIR */
 	UZS_BACKING_PATH,           /* backing_path names it */
 	UZS_BACKING_OFF,            /* "off": no backing store */
@@ -105,7 +105,7 @@ struct uzs_config {
 	enum uzs_log_level log_level;
 	uint64_t cutoff;            /* bytes, 64..4096 */
 	uint64_t pool_max;          /* bytes; 0 = no cap */
-	enum uzs_backing backing;
+	enum uzs_backing_kind backing;
 	char backing_path[PATH_MAX]; /* UZS_BACKING_PATH only; else "" */
 	bool numa;
 };

@@ -25,7 +25,8 @@
  * fresh memory (or of memory the application discarded): zero-fill a window
  * of pages at once, so a program that allocates a lot pays one round trip per
  * window, not per page.  ZERO/SAME: fill without the codec.  STORED:
- * decompress from the pool into place, then free the object.  STAGED: the
+ * decompress from the pool into place, then free the object.  BACKED: the
+ * same from the backing file (evict.c).  STAGED: the
  * reclaimer has the page but has not stored it yet: copy it back from
  * staging.  A page that cannot be restored (corrupt object) is poisoned, so
  * the application gets SIGBUS on it, never zeros.
@@ -39,6 +40,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backing.h"
 #include "engine_internal.h"
 
 #ifndef UFFDIO_POISON
@@ -73,9 +75,15 @@ static void pte_clear(struct uzs_engine *e, struct uzs_pte *p)
 	case UZS_PTE_STAGED:
 		/* The reclaimer sees the state change and frees its copy. */
 		break;
+	case UZS_PTE_BACKED:
+		uzs_evict_forget(e, p->val);
+		e->st.pages_backed--;
+		break;
 	}
 	p->state = UZS_PTE_NONE;
 	p->val = 0;
+	/* An eviction in flight sees this and drops its file copy. */
+	p->flags &= (uint8_t)~UZS_PTE_WRITEBACK;
 }
 
 void uzs_drop_range(struct uzs_engine *e, uintptr_t start, uintptr_t end)
@@ -87,6 +95,36 @@ void uzs_drop_range(struct uzs_engine *e, uintptr_t start, uintptr_t end)
 			pte_clear(e, &w.pte[i]);
 			w.pte[i].age = w.pte[i].flags = w.pte[i].protect = 0;
 			w.pte[i].refaults = 0;
+		}
+	}
+}
+
+/*
+ * madvise(DONTNEED) raises REMOVE, waits until we have read it, and only
+ * then zaps the range.  A page still mapped in between must not be taken
+ * out: taken out before the zap, it would escape it, and come back later
+ * with the contents the program had just thrown away.  So the range is
+ * flagged until each page is seen gone (policy.c, at a scan), faults in
+ * (it was missing, so zapped or never there) or is seen written after the
+ * event (policy.c: MADV_FREE, which raises the same event, never zaps).  The table is allocated for
+ * the whole range: a page without an entry is resident but not yet seen by
+ * a scan, the very case to catch.
+ */
+static void mark_removing(struct uzs_engine *e, uintptr_t start, uintptr_t end)
+{
+	struct uzs_pt_walk w = uzs_pt_walk_start(start, end);
+
+	while (uzs_pt_walk_next(e->pt, &w, true)) {
+		if (!w.pte) {
+			/* Table full: no take-outs at all is the safe way. */
+			uzs_log(e, UZS_LOG_ERROR, "page table full: no more "
+				"pages will be compressed");
+			e->takeouts_stopped = true;
+			return;
+		}
+		for (size_t i = 0; i < w.n; i++) {
+			w.pte[i].flags |= UZS_PTE_REMOVING;
+			w.pte[i].flags &= (uint8_t)~UZS_PTE_REMOVING_SEEN;
 		}
 	}
 }
@@ -108,6 +146,8 @@ static void move_range(struct uzs_engine *e, uintptr_t from, uintptr_t to,
 		}
 		pte_clear(e, dst);
 		*dst = *src;
+		/* The eviction in flight, if any, names the old address. */
+		dst->flags &= (uint8_t)~UZS_PTE_WRITEBACK;
 		if (dst->state == UZS_PTE_STAGED)
 			e->slots[dst->val].addr = to + off;
 		memset(src, 0, sizeof(*src));
@@ -175,15 +215,14 @@ static int copy_page(struct uzs_engine *e, uintptr_t addr, const void *src,
 	return uzs_uffd_copy(&e->app, addr, src, UZS_PAGE_SIZE, mode, &done);
 }
 
-static void poison_page(struct uzs_engine *e, uintptr_t addr)
+static void poison_page(struct uzs_engine *e, uintptr_t addr, const char *why)
 {
 	struct uffdio_poison p = {
 		.range = { .start = addr, .len = UZS_PAGE_SIZE },
 	};
 
-	uzs_log(e, UZS_LOG_ERROR,
-		"page %#lx cannot be restored (corrupt compressed data): %s",
-		(unsigned long)addr,
+	uzs_log(e, UZS_LOG_ERROR, "page %#lx cannot be restored (%s): %s",
+		(unsigned long)addr, why,
 		e->have_poison ? "poisoned, access raises SIGBUS"
 			       : "no UFFDIO_POISON here, aborting");
 	if (!e->have_poison || ioctl(e->app.fd, UFFDIO_POISON, &p) != 0)
@@ -211,13 +250,42 @@ int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write)
 		len = uzs_pool_read(e->pool, p->val, e->fault_obj, UZS_PAGE_SIZE);
 		if (len < 0 || uzs_codec_decompress(e->fault_obj, (size_t)len,
 						    e->fault_page) != 0) {
-			poison_page(e, addr);
+			poison_page(e, addr, "corrupt compressed data");
 			pte_clear(e, p);
 			return 0;
 		}
 		src = e->fault_page;
 		break;
+	case UZS_PTE_BACKED:
+		len = uzs_backing_read(e->backing, p->val, e->fault_obj,
+				       UZS_PAGE_SIZE);
+		if (len < 0 || uzs_codec_decompress(e->fault_obj, (size_t)len,
+						    e->fault_page) != 0) {
+			/* Never zeros instead: the program gets SIGBUS on
+			 * this page, as after a failed swap-in. */
+			e->st.backing_errors++;
+			poison_page(e, addr, len < 0 ? "reading the backing file "
+				    "failed" : "corrupt data in the backing file");
+			pte_clear(e, p);
+			return 0;
+		}
+		e->st.backing_reads++;
+		src = e->fault_page;
+		break;
 	case UZS_PTE_STAGED:
+		if (p->val >= UZS_STAGING_PAGES ||
+		    e->slots[p->val].state != SLOT_FILLED ||
+		    e->slots[p->val].addr != addr) {
+			/* Cannot happen: the entry and its slot disagree.  Its
+			 * bytes are not known to be anywhere: never guess. */
+			uzs_log(e, UZS_LOG_ERROR, "internal error: page %#lx "
+				"is staged in slot %llu, which does not hold it",
+				(unsigned long)addr, (unsigned long long)p->val);
+			poison_page(e, addr, "internal error: lost track of it");
+			p->state = UZS_PTE_NONE;
+			p->val = 0;
+			return 0;
+		}
 		src = e->staging + p->val * UZS_PAGE_SIZE;
 		break;
 	default:
@@ -282,6 +350,14 @@ static int first_touch(struct uzs_engine *e, uintptr_t addr, bool write,
 	}
 	*filled = done >> UZS_PAGE_SHIFT;
 	e->resident_pages += *filled;
+	/* They were missing: a DONTNEED pending on them has been done. */
+	for (size_t i = 0; i < *filled; i++) {
+		struct uzs_pte *q = uzs_pt_lookup(e->pt, addr + (i << UZS_PAGE_SHIFT));
+
+		if (q)
+			q->flags &= (uint8_t)~(UZS_PTE_REMOVING |
+					       UZS_PTE_REMOVING_SEEN);
+	}
 	e->last_first_touch_end = addr + done;
 	if (rc == -EEXIST && done > 0)
 		rc = 0;         /* stopped at a present page: fine */
@@ -317,6 +393,7 @@ static int resolve_fault(struct uzs_engine *e, const struct uffd_msg *m)
 		kind = p->state == UZS_PTE_ZERO     ? UZS_FAULT_ZERO :
 		       p->state == UZS_PTE_SAME     ? UZS_FAULT_SAME :
 		       p->state == UZS_PTE_STORED   ? UZS_FAULT_STORED :
+		       p->state == UZS_PTE_BACKED   ? UZS_FAULT_BACKED :
 						      UZS_FAULT_STAGED;
 		rc = uzs_fault_restore(e, addr, write);
 	}
@@ -344,6 +421,7 @@ static void handle_event(struct uzs_engine *e, const struct uffd_msg *m)
 	case UFFD_EVENT_REMOVE:
 		e->st.events_remove++;
 		uzs_drop_range(e, m->arg.remove.start, m->arg.remove.end);
+		mark_removing(e, m->arg.remove.start, m->arg.remove.end);
 		break;
 	case UFFD_EVENT_UNMAP:
 		e->st.events_unmap++;

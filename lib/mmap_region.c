@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -84,28 +85,111 @@ static size_t page_round(size_t len)
 #define PR_SET_VMA_ANON_NAME 0
 #endif
 
-void *uzs_region_reserve(size_t len)
+/*
+ * Small reservations come from one span of address space reserved (PROT_NONE,
+ * no memory) the first time one is asked for.  Without it, the kernel would
+ * put a mapping we make while the program runs (a table growing on the
+ * fault path) into the first hole it finds: very often the range the
+ * program has just unmapped and may be about to map again at the same
+ * address with MAP_FIXED_NOREPLACE, or hint at.  Large reservations (the
+ * pool's arena) are made at startup and go straight to mmap.  Space is
+ * handed out by a bump pointer; the last reservation given back returns to
+ * it, any other is made PROT_NONE again and its addresses are not reused.
+ * If the span cannot be had (RLIMIT_AS) or is used up, mmap decides.
+ */
+#define SPAN_BYTES ((size_t)4 << 30)
+#define SPAN_MAX_REQUEST ((size_t)256 << 20)
+
+static pthread_once_t span_once = PTHREAD_ONCE_INIT;
+static uintptr_t span_start, span_end;
+static uintptr_t span_next;     /* bump pointer, under span_lock */
+static pthread_mutex_t span_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void span_init(void)
 {
-	void *p = mmap(NULL, page_round(len), PROT_READ | PROT_WRITE,
+	void *p = mmap(NULL, SPAN_BYTES, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	if (p == MAP_FAILED)
-		return NULL;
-	own_add((uintptr_t)p, (uintptr_t)p + page_round(len));
+		return;
+	span_start = span_next = (uintptr_t)p;
+	span_end = span_start + SPAN_BYTES;
+	own_add(span_start, span_end);
+}
+
+/* An address in the span for len bytes, or 0. */
+static uintptr_t span_take(size_t len)
+{
+	uintptr_t a = 0;
+
+	if (len > SPAN_MAX_REQUEST)
+		return 0;
+	pthread_once(&span_once, span_init);
+	pthread_mutex_lock(&span_lock);
+	if (span_start && span_end - span_next >= len) {
+		a = span_next;
+		span_next += len;
+	}
+	pthread_mutex_unlock(&span_lock);
+	return a;
+}
+
+static bool in_span(uintptr_t a)
+{
+	return span_start && a >= span_start && a < span_end;
+}
+
+static void name_range(void *p, size_t len)
+{
 	/* The name shows in /proc/self/maps as [anon:uzswap]: the engine's
 	 * scan skips it, and it keeps the kernel from merging our mappings
 	 * with the application's.  Kernels before 5.17 refuse; harmless. */
-	prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)p,
-	      page_round(len), (unsigned long)UZS_REGION_NAME);
+	prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)p, len,
+	      (unsigned long)UZS_REGION_NAME);
+}
+
+void *uzs_region_reserve(size_t len)
+{
+	size_t rlen = page_round(len);
+	uintptr_t a = span_take(rlen);
+	void *p;
+
+	if (a) {
+		p = mmap((void *)a, rlen, PROT_READ | PROT_WRITE, MAP_PRIVATE |
+			 MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+		if (p != MAP_FAILED) {
+			name_range(p, rlen);
+			return p;
+		}
+	}
+	p = mmap(NULL, rlen, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	own_add((uintptr_t)p, (uintptr_t)p + rlen);
+	name_range(p, rlen);
 	return p;
 }
 
 void uzs_region_unreserve(void *addr, size_t len)
 {
+	size_t rlen = page_round(len);
+	uintptr_t a = (uintptr_t)addr;
+
 	if (!addr)
 		return;
-	own_remove((uintptr_t)addr);
-	munmap(addr, page_round(len));
+	if (!in_span(a)) {
+		own_remove(a);
+		munmap(addr, rlen);
+		return;
+	}
+	/* Back to a reservation: the span stays whole. */
+	mmap(addr, rlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+	     MAP_NORESERVE | MAP_FIXED, -1, 0);
+	pthread_mutex_lock(&span_lock);
+	if (a + rlen == span_next)
+		span_next = a;
+	pthread_mutex_unlock(&span_lock);
 }
 
 void uzs_region_discard(void *addr, size_t len)

@@ -20,6 +20,8 @@ enum uzs_pte_state {
 	UZS_PTE_SAME,       /* taken out; val is the repeated word */
 	UZS_PTE_STORED,     /* taken out; val is the pool handle */
 	UZS_PTE_STAGED,     /* moved to staging slot val, not yet stored */
+	UZS_PTE_BACKED,     /* evicted from the pool; val is the backing
+			     * file location (backing.h) */
 };
 
 enum uzs_pte_flags {
@@ -27,6 +29,11 @@ enum uzs_pte_flags {
 	UZS_PTE_INCOMPRESSIBLE = 1u << 1, /* not worth compressing until written */
 	UZS_PTE_UNMOVABLE = 1u << 2,    /* MOVE refused it (pinned): skip it */
 	UZS_PTE_PRESENT = 1u << 3,      /* resident at the last scan */
+	UZS_PTE_WRITEBACK = 1u << 4,    /* STORED, its object being written to
+					 * the backing file (evict.c) */
+	UZS_PTE_REMOVING = 1u << 5,     /* in a DONTNEED range the kernel may
+					 * not have zapped yet (fault.c) */
+	UZS_PTE_REMOVING_SEEN = 1u << 6,/* ... and a scan has passed since */
 };
 
 struct uzs_pte {

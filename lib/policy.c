@@ -79,6 +79,24 @@ struct scan_state {
 	uint64_t resident;
 };
 
+/*
+ * A page flagged by a DONTNEED event (fault.c) is released by a write seen
+ * by a scan after the first one since the event: the first scan's written
+ * bit may predate the event, a later one cannot, and a write after the
+ * event means the page is in use again (MADV_FREE, which never zaps, or a
+ * program racing its own DONTNEED).  A page seen gone is released in
+ * mark_present().
+ */
+static void removing_seen(struct uzs_pte *q, bool written)
+{
+	if (!(q->flags & UZS_PTE_REMOVING))
+		return;
+	if ((q->flags & UZS_PTE_REMOVING_SEEN) && written)
+		q->flags &= (uint8_t)~(UZS_PTE_REMOVING | UZS_PTE_REMOVING_SEEN);
+	else
+		q->flags |= UZS_PTE_REMOVING_SEEN;
+}
+
 /* Age the pages of [start, end) from one pair of scans.  Under e->lock. */
 static void age_chunk(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 		      struct range_list *present, struct range_list *written,
@@ -105,6 +123,7 @@ static void age_chunk(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 
 				if (q->state != UZS_PTE_NONE)
 					continue;
+				removing_seen(q, w);
 				s->resident++;
 				if (w) {
 					q->age = 0;
@@ -155,7 +174,9 @@ static uint64_t pages_over_limit(struct uzs_engine *e, uint64_t resident)
  * the working set plus the pool: taking pages just proven in use would only
  * bring them straight back (a thrash that slowed a test program 400-fold),
  * so they stay, the limit is exceeded, and that is said once.  With nothing
- * stored yet there is no evidence either way: try.  Under e->lock.
+ * stored yet there is no evidence either way: try.  With a backing file
+ * the pool can shrink instead (evict.c), which is always preferred.  Under
+ * e->lock.
  */
 static bool protected_would_fit(struct uzs_engine *e,
 				const struct scan_state *s, uint64_t got)
@@ -165,6 +186,15 @@ static bool protected_would_fit(struct uzs_engine *e,
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, taken, after;
 	double cost;
 
+	if (uzs_evict_possible(e)) {
+		/* The pool can go to the backing file instead, coldest pool
+		 * pages first: better than pages in use.  Only if those alone
+		 * are over the limit is it out of reach. */
+		after = s->resident > got ? s->resident - got : 0;
+		if (after <= limit)
+			return false;
+		goto cannot;
+	}
 	if (!stored)
 		return true;
 	for (unsigned a = 0; a <= AGE_MAX; a++)
@@ -175,6 +205,7 @@ static bool protected_would_fit(struct uzs_engine *e,
 		(s->resident > taken ? s->resident - taken : 0);
 	if (after <= limit)
 		return true;
+cannot:
 	if (!e->limit_warned) {
 		uzs_log(e, UZS_LOG_WARN, "UZSWAP_LIMIT cannot be met: the pages "
 			"in use and the pool need %llu MiB; staying above it "
@@ -215,8 +246,10 @@ static void mark_present(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 
 			if (in_ranges(present, &pc, a))
 				w.pte[k].flags |= UZS_PTE_PRESENT;
-			else
-				w.pte[k].flags &= (uint8_t)~UZS_PTE_PRESENT;
+			else	/* gone: any DONTNEED on it is done (fault.c) */
+				w.pte[k].flags &= (uint8_t)~(UZS_PTE_PRESENT |
+							     UZS_PTE_REMOVING |
+							     UZS_PTE_REMOVING_SEEN);
 		}
 	}
 }
@@ -307,7 +340,8 @@ static void collect_victims(struct uzs_engine *e, unsigned min_age,
 				if (q->state != UZS_PTE_NONE || q->age < need_age ||
 				    !(q->flags & UZS_PTE_PRESENT) ||
 				    (q->flags & (UZS_PTE_INCOMPRESSIBLE |
-						 UZS_PTE_UNMOVABLE)))
+						 UZS_PTE_UNMOVABLE |
+						 UZS_PTE_REMOVING)))
 					continue;
 				if (e->nvictims == e->victims_cap) {
 					pthread_mutex_unlock(&e->lock);

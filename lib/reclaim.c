@@ -43,6 +43,7 @@
 
 #include "engine_internal.h"
 #include "mmap_region.h"
+#include "pool_internal.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -90,7 +91,8 @@ static bool still_victim(struct uzs_engine *e, uintptr_t addr)
 {
 	struct uzs_pte *p = uzs_pt_lookup(e->pt, addr);
 
-	return p && p->state == UZS_PTE_NONE && uzs_region_find(e, addr);
+	return p && p->state == UZS_PTE_NONE &&
+	       !(p->flags & UZS_PTE_REMOVING) && uzs_region_find(e, addr);
 }
 
 /* Length of the run of victims starting at *i: contiguous, still eligible,
@@ -194,6 +196,19 @@ static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 	return used;
 }
 
+/* Into the pool; a pool at its cap makes room by eviction if it can. */
+static int store(struct uzs_engine *e, const struct uzs_compressed *c,
+		 uintptr_t owner, uzs_handle_t *handle)
+{
+	int rc = uzs_pool_alloc(e->pool, c->data, c->len, owner, handle);
+
+	if (rc == -ENOSPC && e->cfg.pool_max && uzs_evict_possible(e)) {
+		uzs_evict_pool(e, e->cfg.pool_max - e->cfg.pool_max / 16);
+		rc = uzs_pool_alloc(e->pool, c->data, c->len, owner, handle);
+	}
+	return rc;
+}
+
 /* Compress and store every staged page.  No lock held: the slots are ours,
  * and a fault on one of these pages only reads its slot. */
 static void compress_batch(struct uzs_engine *e, struct staged *b, unsigned n)
@@ -205,16 +220,15 @@ static void compress_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 		b[i].handle = 0;
 		b[i].store_rc = 0;
 		if (b[i].c.kind == UZS_PAGE_STORED)
-			b[i].store_rc = uzs_pool_alloc(e->pool, b[i].c.data,
-						       b[i].c.len,
-						       e->slots[b[i].slot].addr,
-						       &b[i].handle);
+			b[i].store_rc = store(e, &b[i].c, e->slots[b[i].slot].addr,
+					      &b[i].handle);
 	}
 }
 
-/* Put a page that will not be stored back in place.  Under e->lock, which
- * is dropped while a pending event is read by the fault thread. */
-static void put_back(struct uzs_engine *e, unsigned slot)
+/* Put a page that will not be stored back in place; one that did not
+ * compress is not tried again until written.  Under e->lock, which is
+ * dropped while a pending event is read by the fault thread. */
+static void put_back(struct uzs_engine *e, unsigned slot, bool incompressible)
 {
 	for (;;) {
 		struct uzs_staging_slot *s = &e->slots[slot];
@@ -244,7 +258,8 @@ static void put_back(struct uzs_engine *e, unsigned slot)
 		 * copy of this page. */
 		p->state = UZS_PTE_NONE;
 		p->val = 0;
-		p->flags |= UZS_PTE_INCOMPRESSIBLE;
+		if (incompressible)
+			p->flags |= UZS_PTE_INCOMPRESSIBLE;
 		return;
 	}
 }
@@ -319,10 +334,11 @@ static void commit_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 				e->st.pages_stored++;
 				break;
 			}
-			/* Pool full: keep the page. */
-			/* fallthrough */
+			/* Pool full: keep the page, try again later. */
+			put_back(e, b[i].slot, false);
+			continue;
 		case UZS_PAGE_INCOMPRESSIBLE:
-			put_back(e, b[i].slot);
+			put_back(e, b[i].slot, true);
 			continue;
 		}
 		if (e->resident_pages)
@@ -331,12 +347,20 @@ static void commit_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 	empty_staging(e, n);
 }
 
+/* A capped pool that cannot shrink and has no room: taking pages out
+ * would only put them back.  (UZSWAP_POOL_MAX with UZSWAP_BACKING=off.) */
+static bool pool_full(struct uzs_engine *e)
+{
+	return e->pool_cap && !uzs_evict_possible(e) &&
+	       uzs_pool_held_bytes(e->pool) + 2 * UZS_PAGE_SIZE > e->pool_cap;
+}
+
 size_t uzs_reclaim_victims(struct uzs_engine *e)
 {
 	struct staged batch[UZS_STAGING_PAGES];
 	size_t vi = 0, total = 0;
 
-	while (vi < e->nvictims && !e->takeouts_stopped) {
+	while (vi < e->nvictims && !e->takeouts_stopped && !pool_full(e)) {
 		unsigned n;
 
 		pthread_mutex_lock(&e->lock);
@@ -443,6 +467,7 @@ void *uzs_reclaim_thread_main(void *arg)
 			__atomic_store_n(&e->kicked, false, __ATOMIC_RELAXED);
 			uzs_policy_scan(e, timed);
 			uzs_reclaim_victims(e);
+			uzs_evict_round(e);
 			if (timed)
 				next_scan = now + e->cfg.scan_interval_ns;
 			if (e->cfg.limit)

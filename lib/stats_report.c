@@ -249,6 +249,7 @@ static const char *const fault_names[UZS_FAULT_KINDS] = {
 	[UZS_FAULT_SAME] = "same-filled",
 	[UZS_FAULT_STORED] = "stored",
 	[UZS_FAULT_STAGED] = "staged",
+	[UZS_FAULT_BACKED] = "backed",
 	[UZS_FAULT_SPURIOUS] = "spurious",
 };
 
@@ -301,6 +302,34 @@ static void summary_events(struct out *o, const struct uzs_engine_stats *s)
 	line_end(o, l);
 }
 
+/* Only when the pool was ever evicted (UZSWAP_POOL_MAX or a limit). */
+static void summary_backing(struct out *o, const struct uzs_engine_stats *s)
+{
+	size_t l;
+
+	if (!s->evictions && !s->pages_backed && !s->backing_errors)
+		return;
+	l = line_begin(o);
+	put_str(o, "backing file: ");
+	put_u64(o, s->pages_backed);
+	put_str(o, " pages (");
+	put_bytes(o, s->backing_file_bytes);
+	put_str(o, " file, ");
+	put_bytes(o, s->backing_disk_bytes);
+	put_str(o, " on disk); ");
+	put_u64(o, s->backing_writes);
+	put_str(o, " written (");
+	put_bytes(o, s->backing_write_bytes);
+	put_str(o, ") in ");
+	put_u64(o, s->evictions);
+	put_str(o, " pool page evictions, ");
+	put_u64(o, s->backing_reads);
+	put_str(o, " read back, ");
+	put_u64(o, s->backing_errors);
+	put_str(o, s->backing_errors == 1 ? " error" : " errors");
+	line_end(o, l);
+}
+
 size_t uzs_stats_summary(const struct uzs_engine_stats *s, char *buf, size_t len)
 {
 	struct out o = { buf, len, 0, len == 0 };
@@ -310,6 +339,7 @@ size_t uzs_stats_summary(const struct uzs_engine_stats *s, char *buf, size_t len
 	summary_ratio(&o, s);
 	summary_compressed(&o, s);
 	summary_takeouts(&o, s);
+	summary_backing(&o, s);
 	summary_faults(&o, s);
 	summary_latency(&o, s);
 	summary_events(&o, s);
@@ -338,6 +368,7 @@ static const char *const json_fault_keys[UZS_FAULT_KINDS] = {
 	[UZS_FAULT_SAME] = "faults_same",
 	[UZS_FAULT_STORED] = "faults_stored",
 	[UZS_FAULT_STAGED] = "faults_staged",
+	[UZS_FAULT_BACKED] = "faults_backed",
 	[UZS_FAULT_SPURIOUS] = "faults_spurious",
 };
 
@@ -402,6 +433,14 @@ size_t uzs_stats_json(const struct uzs_engine_stats *s, uint64_t pid,
 	json_u64(&o, "events_remap", s->events_remap);
 	json_u64(&o, "events_fork", s->events_fork);
 	json_u64(&o, "fork_thaws", s->fork_thaws);
+	json_u64(&o, "pages_backed", s->pages_backed);
+	json_u64(&o, "backing_file_bytes", s->backing_file_bytes);
+	json_u64(&o, "backing_disk_bytes", s->backing_disk_bytes);
+	json_u64(&o, "evictions", s->evictions);
+	json_u64(&o, "backing_writes", s->backing_writes);
+	json_u64(&o, "backing_write_bytes", s->backing_write_bytes);
+	json_u64(&o, "backing_reads", s->backing_reads);
+	json_u64(&o, "backing_errors", s->backing_errors);
 	json_u64(&o, "fault_count", lat->count);
 	json_u64(&o, "fault_sum_ns", lat->sum_ns);
 	json_u64(&o, "fault_max_ns", lat->max_ns);

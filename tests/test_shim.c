@@ -34,9 +34,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +73,11 @@ struct result {
 static const char *const AGE[] = {
 	"UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=10ms",
 	"UZSWAP_MIN_REGION=64K", NULL,
+};
+/* A pool of 256 KiB: nearly every compressed page goes on to the file. */
+static const char *const POOLMAX[] = {
+	"UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=10ms",
+	"UZSWAP_MIN_REGION=64K", "UZSWAP_POOL_MAX=256K", NULL,
 };
 static const char *const LIMIT[] = {
 	"UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_LIMIT=512K",
@@ -182,6 +190,7 @@ struct opts {
 	const char *prog_path;      /* instead of SHIM_TESTS_DIR/prog */
 	const char *shim_path;      /* instead of SHIM_PATH */
 	uid_t uid;                  /* 0: stay as we are */
+	rlim_t fsize;               /* RLIMIT_FSIZE in bytes; 0: unchanged */
 };
 
 /*
@@ -227,6 +236,14 @@ static void run(struct result *r, const char *prog, const char *arg,
 		setpgid(0, 0);          /* so a hang takes its children too */
 		dup2(out[1], 1);
 		dup2(err[1], 2);
+		if (o->fsize) {
+			struct rlimit rl = { o->fsize, o->fsize };
+
+			if (setrlimit(RLIMIT_FSIZE, &rl)) {
+				perror("setrlimit");
+				_exit(98);
+			}
+		}
 		if (o->uid) {
 			if (setgroups(0, NULL) || setgid(o->uid) || setuid(o->uid)) {
 				perror("becoming unprivileged");
@@ -432,6 +449,12 @@ SHIM_TEST(posix_spawn_and_system, "st_exec", "spawn", AGE)
 SHIM_TEST(exit_with_compressed_pages, "st_exit", "_exit", AGE)
 SHIM_TEST(exit_while_threads_fault, "st_exit", "threads", AGE)
 SHIM_TEST(control_plain_compressed, "st_plain", "compressed", AGE)
+SHIM_TEST(pool_max_single_thread, "st_basic", NULL, POOLMAX)
+SHIM_TEST(pool_max_eight_threads, "st_threads", NULL, POOLMAX)
+SHIM_TEST(pool_max_fork, "st_fork", "basic", POOLMAX)
+SHIM_TEST(pool_max_mremap, "st_mremap", "all", POOLMAX)
+SHIM_TEST(pool_max_madv_dontneed, "st_madvise", "dontneed", POOLMAX)
+SHIM_TEST(pool_max_random_mix, "st_stress", "3 4 24", POOLMAX)
 SHIM_TEST(random_mix_four_threads, "st_stress", "3 4 32", AGE)
 SHIM_TEST(random_mix_four_threads_limit, "st_stress", "3 4 32", LIMIT)
 SHIM_TEST(random_mix_eight_threads_limit, "st_stress", "3 8 16", LIMIT)
@@ -634,5 +657,164 @@ Test(shim, no_privilege)
 		  strstr(r->err, "vm.unprivileged_userfaultfd=1") &&
 		  strstr(r->err, "CAP_SYS_PTRACE"),
 		  "the line should say how to enable userfaultfd:\n%s", r->err);
+	free(r);
+}
+
+/* ------------------------------------------------------- pool eviction */
+
+/* The value of "key" in the last JSON line of a stats file (-1: none). */
+static long long last_json_value(const char *path, const char *key)
+{
+	static char buf[1 << 20];
+	char pat[64], *line, *v;
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	while (n && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	line = strrchr(buf, '\n');
+	line = line ? line + 1 : buf;
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	v = strstr(line, pat);
+	return v ? strtoll(v + strlen(pat), NULL, 10) : -1;
+}
+
+static bool dir_is_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	bool empty = true;
+
+	cr_assert_not_null(d, "opendir %s: %s", path, strerror(errno));
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			empty = false;
+	closedir(d);
+	return empty;
+}
+
+/*
+ * With a tiny pool, pages go on to the backing file and come back from it
+ * (st_basic checks every byte); the file lives in the directory given and
+ * is gone (it never had a name there) once the program exits.
+ */
+Test(shim, pool_max_writes_to_the_file_and_reads_back)
+{
+	char dir[] = "/var/tmp/uzs-backing-XXXXXX", stats[128], backing[128];
+	struct opts o = { 0 };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_basic");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(backing, sizeof(backing), "UZSWAP_BACKING=%s", dir);
+	snprintf(stats, sizeof(stats), "UZSWAP_STATS_FILE=%s.json", dir);
+	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=10ms",
+		    "UZSWAP_MIN_REGION=64K", "UZSWAP_POOL_MAX=256K",
+		    "UZSWAP_STATS_INTERVAL=50ms", backing, stats);
+	run(r, "st_basic", NULL, &o);
+	assert_clean(r, "st_basic with UZSWAP_POOL_MAX=256K");
+	cr_assert(dir_is_empty(dir), "the backing file is still in %s", dir);
+	{
+		char path[128];
+
+		snprintf(path, sizeof(path), "%s.json", dir);
+		cr_assert_gt(last_json_value(path, "evictions"), 0);
+		cr_assert_gt(last_json_value(path, "backing_writes"), 1000);
+		cr_assert_gt(last_json_value(path, "faults_backed"), 1000);
+		cr_assert_eq(last_json_value(path, "backing_errors"), 0);
+		cr_assert_leq(last_json_value(path, "pool_bytes"), 256 << 10);
+		unlink(path);
+	}
+	rmdir(dir);
+	free(r);
+}
+
+/* Under churn, the file reuses its space: it stays smaller than the data
+ * although many times that much goes through it. */
+Test(shim, backing_file_stays_bounded_under_churn)
+{
+	char stats[128], path[64];
+	struct opts o = { 0 };
+	struct result *r = malloc(sizeof(*r));
+	long long written, file;
+
+	cr_assert_not_null(r);
+	need_shim("st_stress");
+	snprintf(path, sizeof(path), "/var/tmp/uzs-churn-%d.json", (int)getpid());
+	snprintf(stats, sizeof(stats), "UZSWAP_STATS_FILE=%s", path);
+	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=10ms",
+		    "UZSWAP_MIN_REGION=64K", "UZSWAP_POOL_MAX=256K",
+		    "UZSWAP_BACKING=/var/tmp", "UZSWAP_STATS_INTERVAL=50ms", stats);
+	run(r, "st_stress", "4 4 16", &o);
+	assert_clean(r, "st_stress with UZSWAP_POOL_MAX=256K");
+	written = last_json_value(path, "backing_write_bytes");
+	file = last_json_value(path, "backing_file_bytes");
+	unlink(path);
+	cr_log_info("%lld bytes written through a file of %lld", written, file);
+	cr_assert_gt(written, 0);
+	cr_assert_leq(file, 16 << 20, "the file grew to %lld bytes for 16 MiB "
+		      "of data", file);
+	cr_assert_gt(written, 2 * file, "%lld bytes went through a %lld-byte "
+		     "file: is space reused?", written, file);
+	free(r);
+}
+
+/* A warning on stderr, once, and nothing else: the run goes on. */
+static void assert_one_warning(const struct result *r, const char *what,
+			       const char *want)
+{
+	const char *hit = strstr(r->err, want);
+
+	assert_not_hung(r, what);
+	cr_assert_eq(r->status, 0, "%s: exit status %d\nstdout:\n%s\nstderr:\n%s",
+		     what, r->status, r->out, r->err);
+	cr_assert_not_null(hit, "%s: no \"%s\" on stderr:\n%s", what, want, r->err);
+	cr_assert_null(strstr(hit + 1, want), "%s: said twice:\n%s", what, r->err);
+}
+
+/* The file may not grow (RLIMIT_FSIZE): nothing is lost, one warning, the
+ * program is fine (SIGXFSZ must not kill it). */
+Test(shim, file_size_limit_loses_nothing)
+{
+	struct opts o = { .env = POOLMAX, .fsize = 64 << 10 };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	run(r, "st_plain", "settle", &o);
+	assert_one_warning(r, "st_plain with RLIMIT_FSIZE 64K",
+			   "writing to the backing file failed (File too large)");
+	free(r);
+}
+
+/* The disk is full (a 64 KiB tmpfs): likewise. */
+Test(shim, disk_full_loses_nothing)
+{
+	char dir[] = "/tmp/uzs-full-XXXXXX", backing[128];
+	struct opts o = { 0 };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	cr_assert_not_null(mkdtemp(dir));
+	if (mount("uzs-full", dir, "tmpfs", 0, "size=64k") != 0) {
+		rmdir(dir);
+		cr_skip_test("cannot mount a tmpfs (%s): needs root", strerror(errno));
+	}
+	snprintf(backing, sizeof(backing), "UZSWAP_BACKING=%s", dir);
+	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=10ms",
+		    "UZSWAP_MIN_REGION=64K", "UZSWAP_POOL_MAX=256K", backing);
+	run(r, "st_plain", "settle", &o);
+	umount(dir);
+	rmdir(dir);
+	assert_one_warning(r, "st_plain with the backing file on a full disk",
+			   "writing to the backing file failed (No space left "
+			   "on device)");
 	free(r);
 }

@@ -249,6 +249,14 @@ static void sample_stats(struct uzs_engine_stats *s)
 	s->events_remap = 3;
 	s->events_fork = 4;
 	s->fork_thaws = 55;
+	s->pages_backed = 300;
+	s->backing_file_bytes = 2ull << 20;
+	s->backing_disk_bytes = 1536ull << 10;
+	s->evictions = 90;
+	s->backing_writes = 400;
+	s->backing_write_bytes = 600ull << 10;
+	s->backing_reads = 100;
+	s->backing_errors = 1;
 	for (int i = 0; i < 1000; i++)
 		uzs_latency_add(&s->fault_latency, 12345);  /* 12.3 us */
 	uzs_latency_add(&s->fault_latency, 1500200);    /* 1500.2 us */
@@ -304,7 +312,10 @@ Test(summary, contents)
 			"77 incompressible",
 			"takeouts 271207 (5 busy), refaults 4321, scans 12",
 			"faults: 100 first-touch, 101 zero, 102 same-filled, 103 stored, "
-			"104 staged, 105 spurious",
+			"104 staged, 105 backed, 106 spurious",
+			"backing file: 300 pages (2.0 MiB file, 1.5 MiB on disk); "
+			"400 written (600.0 KiB) in 90 pool page evictions, "
+			"100 read back, 1 error",
 			"fault service p50 ", "p99 ", "max 1500.2 us (1001 faults)",
 			"events: 1 remove, 2 unmap, 3 remap, 4 fork (55 pages thawed)",
 		};
@@ -379,7 +390,19 @@ Test(summary, largest_fits)
 	assert_lines(buf, n);
 	for (size_t i = 0; i < n; i++)
 		lines += buf[i] == '\n';
-	cr_assert_eq(lines, 8, "%s", buf);
+	cr_assert_eq(lines, 9, "%s", buf);
+}
+
+/* No backing line for a process whose pool was never evicted. */
+Test(summary, no_backing_line_without_eviction)
+{
+	struct uzs_engine_stats s;
+	char buf[UZS_STATS_SUMMARY_MAX];
+
+	sample_stats(&s);
+	s.pages_backed = s.evictions = s.backing_errors = 0;
+	uzs_stats_summary(&s, buf, sizeof(buf));
+	cr_assert(!contains(buf, "backing"), "%s", buf);
 }
 
 /* Any buffer size: whole lines only, a prefix of the full text, in bounds. */
@@ -568,7 +591,16 @@ Test(json, fields_and_values)
 	cr_assert_eq(json_get(buf, "faults_same"), 102);
 	cr_assert_eq(json_get(buf, "faults_stored"), 103);
 	cr_assert_eq(json_get(buf, "faults_staged"), 104);
-	cr_assert_eq(json_get(buf, "faults_spurious"), 105);
+	cr_assert_eq(json_get(buf, "faults_backed"), 105);
+	cr_assert_eq(json_get(buf, "faults_spurious"), 106);
+	cr_assert_eq(json_get(buf, "pages_backed"), 300);
+	cr_assert_eq(json_get(buf, "backing_file_bytes"), 2ull << 20);
+	cr_assert_eq(json_get(buf, "backing_disk_bytes"), 1536ull << 10);
+	cr_assert_eq(json_get(buf, "evictions"), 90);
+	cr_assert_eq(json_get(buf, "backing_writes"), 400);
+	cr_assert_eq(json_get(buf, "backing_write_bytes"), 600ull << 10);
+	cr_assert_eq(json_get(buf, "backing_reads"), 100);
+	cr_assert_eq(json_get(buf, "backing_errors"), 1);
 	cr_assert_eq(json_get(buf, "refaults"), 4321);
 	cr_assert_eq(json_get(buf, "takeouts"), 271207);
 	cr_assert_eq(json_get(buf, "takeout_busy"), 5);
