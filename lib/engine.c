@@ -111,11 +111,14 @@ static int start_thread(pthread_t *t, void **stack, void *(*fn)(void *),
 	sigset_t all, old;
 	int rc;
 
-	*stack = own(THREAD_STACK);
+	/* A guard page below: an overflow faults instead of writing into
+	 * whatever of ours lies below (staging, with pages in flight). */
+	*stack = own(THREAD_STACK + UZS_PAGE_SIZE);
 	if (!*stack)
 		return -ENOMEM;
+	mprotect(*stack, UZS_PAGE_SIZE, PROT_NONE);
 	pthread_attr_init(&attr);
-	pthread_attr_setstack(&attr, *stack, THREAD_STACK);
+	pthread_attr_setstack(&attr, (char *)*stack + UZS_PAGE_SIZE, THREAD_STACK);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = pthread_create(t, &attr, fn, e);

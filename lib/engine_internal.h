@@ -160,10 +160,16 @@ struct uzs_engine {
 void *uzs_fault_thread_main(void *arg);
 /* Restore one taken-out page in place (used by fault service and fork). */
 int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write);
+/* Make a page that cannot be restored raise SIGBUS when touched (never
+ * zeros), saying why; aborts if the kernel cannot poison.  Under lock. */
+void uzs_poison_page(struct uzs_engine *e, uintptr_t addr, const char *why);
 /* Drop what we hold for [start, end): the app discarded or unmapped it. */
 void uzs_drop_range(struct uzs_engine *e, uintptr_t start, uintptr_t end);
 
 /* reclaim.c */
+/* Do staging slots [slot, slot+n) all hold a page (present or swapped)?
+ * From /proc/self/pagemap; true when that cannot be read. */
+bool uzs_staging_holds(struct uzs_engine *e, unsigned slot, unsigned n);
 void *uzs_reclaim_thread_main(void *arg);
 /* Take out the victims chosen by the policy; returns pages taken. */
 size_t uzs_reclaim_victims(struct uzs_engine *e);
@@ -184,6 +190,9 @@ void uzs_evict_round(struct uzs_engine *e);
 void uzs_evict_forget(struct uzs_engine *e, uint64_t loc);
 
 /* policy.c */
+/* Write-protect [start, end) again, so that a write seen by a later scan is
+ * known to have come after now.  Under e->lock. */
+void uzs_policy_rearm(struct uzs_engine *e, uintptr_t start, uintptr_t end);
 /* Learn which pages are resident and written, age them by one scan if
  * `age`, and choose e->victims.  Called without the lock. */
 void uzs_policy_scan(struct uzs_engine *e, bool age);

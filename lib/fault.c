@@ -106,7 +106,9 @@ void uzs_drop_range(struct uzs_engine *e, uintptr_t start, uintptr_t end)
  * with the contents the program had just thrown away.  So the range is
  * flagged until each page is seen gone (policy.c, at a scan), faults in
  * (it was missing, so zapped or never there) or is seen written after the
- * event (policy.c: MADV_FREE, which raises the same event, never zaps).  The table is allocated for
+ * event (policy.c: MADV_FREE, which raises the same event, never zaps; write
+ * tracking is re-armed over the range here so that a write seen later is
+ * known to come after it).  The table is allocated for
  * the whole range: a page without an entry is resident but not yet seen by
  * a scan, the very case to catch.
  */
@@ -122,11 +124,11 @@ static void mark_removing(struct uzs_engine *e, uintptr_t start, uintptr_t end)
 			e->takeouts_stopped = true;
 			return;
 		}
-		for (size_t i = 0; i < w.n; i++) {
+		for (size_t i = 0; i < w.n; i++)
 			w.pte[i].flags |= UZS_PTE_REMOVING;
-			w.pte[i].flags &= (uint8_t)~UZS_PTE_REMOVING_SEEN;
-		}
 	}
+	/* Writes seen from now on come after the event. */
+	uzs_policy_rearm(e, start, end);
 }
 
 static void move_range(struct uzs_engine *e, uintptr_t from, uintptr_t to,
@@ -215,7 +217,7 @@ static int copy_page(struct uzs_engine *e, uintptr_t addr, const void *src,
 	return uzs_uffd_copy(&e->app, addr, src, UZS_PAGE_SIZE, mode, &done);
 }
 
-static void poison_page(struct uzs_engine *e, uintptr_t addr, const char *why)
+void uzs_poison_page(struct uzs_engine *e, uintptr_t addr, const char *why)
 {
 	struct uffdio_poison p = {
 		.range = { .start = addr, .len = UZS_PAGE_SIZE },
@@ -250,7 +252,7 @@ int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write)
 		len = uzs_pool_read(e->pool, p->val, e->fault_obj, UZS_PAGE_SIZE);
 		if (len < 0 || uzs_codec_decompress(e->fault_obj, (size_t)len,
 						    e->fault_page) != 0) {
-			poison_page(e, addr, "corrupt compressed data");
+			uzs_poison_page(e, addr, "corrupt compressed data");
 			pte_clear(e, p);
 			return 0;
 		}
@@ -264,7 +266,7 @@ int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write)
 			/* Never zeros instead: the program gets SIGBUS on
 			 * this page, as after a failed swap-in. */
 			e->st.backing_errors++;
-			poison_page(e, addr, len < 0 ? "reading the backing file "
+			uzs_poison_page(e, addr, len < 0 ? "reading the backing file "
 				    "failed" : "corrupt data in the backing file");
 			pte_clear(e, p);
 			return 0;
@@ -281,12 +283,24 @@ int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write)
 			uzs_log(e, UZS_LOG_ERROR, "internal error: page %#lx "
 				"is staged in slot %llu, which does not hold it",
 				(unsigned long)addr, (unsigned long long)p->val);
-			poison_page(e, addr, "internal error: lost track of it");
+			uzs_poison_page(e, addr, "internal error: lost track of it");
 			p->state = UZS_PTE_NONE;
 			p->val = 0;
 			return 0;
 		}
 		src = e->staging + p->val * UZS_PAGE_SIZE;
+		/* Reading an empty slot would map the zero page there
+		 * (staging raises no missing faults) and hand the program
+		 * zeros: never. */
+		if (!uzs_staging_holds(e, (unsigned)p->val, 1)) {
+			uzs_log(e, UZS_LOG_ERROR, "internal error: page %#lx is "
+				"staged in slot %llu, which is empty",
+				(unsigned long)addr, (unsigned long long)p->val);
+			uzs_poison_page(e, addr, "internal error: lost track of it");
+			p->state = UZS_PTE_NONE;
+			p->val = 0;
+			return 0;
+		}
 		break;
 	default:
 		return -EINVAL;
@@ -300,6 +314,25 @@ int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write)
 		pte_clear(e, p);
 		mark_restored(e, p);
 	}
+	return rc;
+}
+
+/* Zero-fill n pages at addr; done gets the bytes filled. */
+static int fill_zeros(struct uzs_engine *e, const struct uzs_region *r,
+		      uintptr_t addr, size_t n, bool write, size_t *done)
+{
+	int rc;
+
+	if (write)
+		return uzs_uffd_copy(&e->app, addr, e->zeros, n << UZS_PAGE_SHIFT,
+				     0, done);
+	rc = uzs_uffd_zeropage(&e->app, addr, n << UZS_PAGE_SHIFT, done);
+	/* ZEROPAGE refuses a page that holds a uffd-wp marker (write tracking
+	 * leaves them on pages that are not present); COPY takes it.  A page
+	 * really present fails COPY with EEXIST too, and is then spurious. */
+	if (rc == -EEXIST && *done == 0)
+		rc = uzs_uffd_copy(&e->app, addr, e->zeros, n << UZS_PAGE_SHIFT,
+				   r && r->wp ? UFFDIO_COPY_MODE_WP : 0, done);
 	return rc;
 }
 
@@ -334,20 +367,13 @@ static int first_touch(struct uzs_engine *e, uintptr_t addr, bool write,
 			n++;
 		}
 	}
-	if (write) {
-		rc = uzs_uffd_copy(&e->app, addr, e->zeros, n << UZS_PAGE_SHIFT,
-				   0, &done);
-	} else {
-		rc = uzs_uffd_zeropage(&e->app, addr, n << UZS_PAGE_SHIFT, &done);
-		/* ZEROPAGE refuses a page that holds a uffd-wp marker (write
-		 * tracking leaves them on pages that are not present); COPY
-		 * takes it.  A page really present fails COPY with EEXIST too,
-		 * and is then spurious. */
-		if (rc == -EEXIST && done == 0)
-			rc = uzs_uffd_copy(&e->app, addr, e->zeros,
-					   n << UZS_PAGE_SHIFT,
-					   r && r->wp ? UFFDIO_COPY_MODE_WP : 0, &done);
-	}
+	rc = fill_zeros(e, r, addr, n, write, &done);
+	/* The window may reach into a mapping our table has not caught up
+	 * with (mprotect splits a region without telling us): the kernel
+	 * refuses a range over two mappings.  The faulting page alone is
+	 * what must be resolved, or it faults again and again. */
+	if (rc == -ENOENT && done == 0 && n > 1)
+		rc = fill_zeros(e, r, addr, 1, write, &done);
 	*filled = done >> UZS_PAGE_SHIFT;
 	e->resident_pages += *filled;
 	/* They were missing: a DONTNEED pending on them has been done. */
@@ -355,12 +381,11 @@ static int first_touch(struct uzs_engine *e, uintptr_t addr, bool write,
 		struct uzs_pte *q = uzs_pt_lookup(e->pt, addr + (i << UZS_PAGE_SHIFT));
 
 		if (q)
-			q->flags &= (uint8_t)~(UZS_PTE_REMOVING |
-					       UZS_PTE_REMOVING_SEEN);
+			q->flags &= (uint8_t)~UZS_PTE_REMOVING;
 	}
 	e->last_first_touch_end = addr + done;
-	if (rc == -EEXIST && done > 0)
-		rc = 0;         /* stopped at a present page: fine */
+	if ((rc == -EEXIST || rc == -EAGAIN) && done > 0)
+		rc = 0;         /* the faulting page is in (and woken) */
 	return rc;
 }
 

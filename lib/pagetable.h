@@ -33,7 +33,6 @@ enum uzs_pte_flags {
 					 * the backing file (evict.c) */
 	UZS_PTE_REMOVING = 1u << 5,     /* in a DONTNEED range the kernel may
 					 * not have zapped yet (fault.c) */
-	UZS_PTE_REMOVING_SEEN = 1u << 6,/* ... and a scan has passed since */
 };
 
 struct uzs_pte {

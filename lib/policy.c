@@ -80,21 +80,32 @@ struct scan_state {
 };
 
 /*
- * A page flagged by a DONTNEED event (fault.c) is released by a write seen
- * by a scan after the first one since the event: the first scan's written
- * bit may predate the event, a later one cannot, and a write after the
- * event means the page is in use again (MADV_FREE, which never zaps, or a
- * program racing its own DONTNEED).  A page seen gone is released in
- * mark_present().
+ * A page flagged by a DONTNEED event (fault.c) is released by a write: the
+ * event re-armed write tracking over its range (uzs_policy_rearm), so a
+ * write seen now came after the event, and means the page is in use again
+ * (MADV_FREE, which never zaps, or a program racing its own DONTNEED).  A
+ * page seen gone is released in mark_present().
  */
 static void removing_seen(struct uzs_pte *q, bool written)
 {
-	if (!(q->flags & UZS_PTE_REMOVING))
+	if ((q->flags & UZS_PTE_REMOVING) && written)
+		q->flags &= (uint8_t)~UZS_PTE_REMOVING;
+}
+
+void uzs_policy_rearm(struct uzs_engine *e, uintptr_t start, uintptr_t end)
+{
+	struct range_list *scratch = &e->scan[1];
+
+	if (!e->have_wp_async)
 		return;
-	if ((q->flags & UZS_PTE_REMOVING_SEEN) && written)
-		q->flags &= (uint8_t)~(UZS_PTE_REMOVING | UZS_PTE_REMOVING_SEEN);
-	else
-		q->flags |= UZS_PTE_REMOVING_SEEN;
+	while (start < end) {
+		uintptr_t stop = scan_ranges(e, start, end, PAGE_IS_WRITTEN, true,
+					     scratch);
+
+		if (stop <= start)
+			break;
+		start = stop;
+	}
 }
 
 /* Age the pages of [start, end) from one pair of scans.  Under e->lock. */
@@ -248,8 +259,7 @@ static void mark_present(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 				w.pte[k].flags |= UZS_PTE_PRESENT;
 			else	/* gone: any DONTNEED on it is done (fault.c) */
 				w.pte[k].flags &= (uint8_t)~(UZS_PTE_PRESENT |
-							     UZS_PTE_REMOVING |
-							     UZS_PTE_REMOVING_SEEN);
+							     UZS_PTE_REMOVING);
 		}
 	}
 }

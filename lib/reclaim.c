@@ -51,6 +51,7 @@
 
 struct staged {
 	unsigned slot;
+	bool lost;              /* the slot is empty: cannot happen */
 	struct uzs_compressed c;
 	uzs_handle_t handle;
 	int store_rc;
@@ -108,6 +109,42 @@ static size_t next_run(struct uzs_engine *e, size_t *i, size_t max)
 	       still_victim(e, e->victims[*i + n]))
 		n++;
 	return n;
+}
+
+bool uzs_staging_holds(struct uzs_engine *e, unsigned slot, unsigned n)
+{
+	uint64_t pm[UZS_STAGING_PAGES];
+	uintptr_t a = (uintptr_t)e->staging + ((uintptr_t)slot << UZS_PAGE_SHIFT);
+	ssize_t want = (ssize_t)(n * sizeof(pm[0]));
+
+	if (e->pagemap_fd < 0 || slot + n > UZS_STAGING_PAGES ||
+	    pread(e->pagemap_fd, pm, (size_t)want,
+		  (off_t)(a >> UZS_PAGE_SHIFT) * 8) != want)
+		return true;
+	for (unsigned i = 0; i < n; i++)
+		if (!(pm[i] & (3ull << 62)))    /* neither present nor swapped */
+			return false;
+	return true;
+}
+
+/* A slot that should be empty is not: say what is there, for a bug report
+ * (pagemap bits: 63 present, 57 uffd-wp, 56 exclusive). */
+static void report_full_slot(struct uzs_engine *e, unsigned slot)
+{
+	uint64_t pm = 0;
+	uintptr_t a = (uintptr_t)e->staging + ((uintptr_t)slot << UZS_PAGE_SHIFT);
+	unsigned refs = 0;
+
+	if (e->pagemap_fd >= 0 &&
+	    pread(e->pagemap_fd, &pm, sizeof(pm),
+		  (off_t)(a >> UZS_PAGE_SHIFT) * 8) != sizeof(pm))
+		pm = 0;
+	for (unsigned i = 0; i < UZS_STAGING_PAGES; i++)
+		refs += e->slots[i].state != SLOT_FREE;
+	uzs_log(e, UZS_LOG_ERROR, "staging slot %u is not empty (pagemap %#llx, "
+		"slot state %u for %#lx, %u slots in use): no more pages will "
+		"be compressed", slot, (unsigned long long)pm,
+		e->slots[slot].state, (unsigned long)e->slots[slot].addr, refs);
 }
 
 /* Stage victims into free slots; returns slots filled.  Under e->lock. */
@@ -176,9 +213,7 @@ static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 			 * said so, or this is a bug: either way stop taking
 			 * out, which is always safe. */
 			if (!e->takeouts_stopped)
-				uzs_log(e, UZS_LOG_ERROR, "staging slot %u is not "
-					"empty: no more pages will be compressed",
-					used);
+				report_full_slot(e, used);
 			e->takeouts_stopped = true;
 			*vi = e->nvictims;
 			break;
@@ -213,12 +248,21 @@ static int store(struct uzs_engine *e, const struct uzs_compressed *c,
  * and a fault on one of these pages only reads its slot. */
 static void compress_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 {
+	/* Reading an empty slot would compress the zero page it maps there:
+	 * one look at the page map first (slots are 0..n-1). */
+	bool all = uzs_staging_holds(e, 0, n);
+
 	for (unsigned i = 0; i < n; i++) {
 		const void *page = e->staging + ((size_t)b[i].slot << UZS_PAGE_SHIFT);
 
-		uzs_codec_compress(e->codec, page, &b[i].c);
 		b[i].handle = 0;
 		b[i].store_rc = 0;
+		b[i].lost = !all && !uzs_staging_holds(e, b[i].slot, 1);
+		if (b[i].lost) {
+			b[i].c.kind = UZS_PAGE_INCOMPRESSIBLE;
+			continue;
+		}
+		uzs_codec_compress(e->codec, page, &b[i].c);
 		if (b[i].c.kind == UZS_PAGE_STORED)
 			b[i].store_rc = store(e, &b[i].c, e->slots[b[i].slot].addr,
 					      &b[i].handle);
@@ -310,12 +354,22 @@ static void commit_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 		bool ours = s->state == SLOT_FILLED && p &&
 			    p->state == UZS_PTE_STAGED && p->val == b[i].slot;
 
-		e->st.compressed[b[i].c.kind]++;
 		if (!ours) {
 			if (b[i].handle)
 				uzs_pool_free(e->pool, b[i].handle);
 			continue;
 		}
+		if (b[i].lost) {
+			uzs_log(e, UZS_LOG_ERROR, "internal error: staging slot %u "
+				"lost the page of %#lx", b[i].slot,
+				(unsigned long)s->addr);
+			uzs_poison_page(e, s->addr, "internal error: lost track of it");
+			p->state = UZS_PTE_NONE;
+			p->val = 0;
+			e->takeouts_stopped = true;
+			continue;
+		}
+		e->st.compressed[b[i].c.kind]++;
 		switch (b[i].c.kind) {
 		case UZS_PAGE_ZERO:
 			p->state = UZS_PTE_ZERO;

@@ -627,7 +627,16 @@ Test(config, reads_pool_max)
 Test(config, pool_max_zero_rejected)
 {
 	load_bad("UZSWAP_POOL_MAX", "0");
-	cr_assert(strstr(err, "must be greater than 0; unset it for no cap"), "%s", err);
+	cr_assert(strstr(err, "is too small; use at least 64K, or unset it for "
+			 "no cap"), "%s", err);
+}
+
+/* A pool smaller than a few zspages cannot hold anything useful. */
+Test(config, pool_max_below_64k_rejected)
+{
+	load_bad("UZSWAP_POOL_MAX", "65535");
+	load_ok("UZSWAP_POOL_MAX", "64K");
+	cr_assert_eq(cfg.pool_max, 64u << 10);
 }
 
 Test(config, reads_backing_path)

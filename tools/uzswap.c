@@ -105,7 +105,7 @@ static const struct run_option options[] = {
 	  "keep resident managed memory at or under SIZE" },
 	{ "cold-age", "T|off", "UZSWAP_COLD_AGE", K_DURATION_OFF, NO_RANGE,
 	  "compress pages untouched for T" },
-	{ "pool-max", "SIZE", "UZSWAP_POOL_MAX", K_SIZE, 1, UINT64_MAX,
+	{ "pool-max", "SIZE", "UZSWAP_POOL_MAX", K_SIZE, 64 << 10, UINT64_MAX,
 	  "cap compressed pool memory at SIZE" },
 	{ "backing", "PATH|off", "UZSWAP_BACKING", K_PATH_OFF, NO_RANGE,
 	  "where evicted pages go, or nowhere" },
@@ -484,9 +484,11 @@ static const char env_help[] =
 "  UZSWAP_LOG             level             warn          diagnostics to stderr\n"
 "  UZSWAP_CUTOFF          size 64..4096     3072          compressed size above which a\n"
 "                                                         page is kept uncompressed\n"
-"  UZSWAP_POOL_MAX        size > 0          no cap        cap on compressed pool memory\n"
-"  UZSWAP_BACKING         path or off       a hidden file where evicted pages go; off for\n"
-"                                           in $TMPDIR    nowhere (a file named off: ./off)\n"
+"  UZSWAP_POOL_MAX        size >= 64K       no cap        cap on pool memory; past it the\n"
+"                                                         coldest pool pages are evicted\n"
+"  UZSWAP_BACKING         dir, new file     a hidden file where evicted pages go; off: a\n"
+"                         name, or off      in $TMPDIR    full pool takes no more (./off:\n"
+"                                                         a file named off)\n"
 "  UZSWAP_NUMA            bool              on            NUMA-aware pool placement\n"
 "  UZSWAP_PRELOAD_PATH    path              built in      the shim `uzswap run` preloads\n"
 "\n"
