@@ -186,30 +186,34 @@ static uint64_t pages_over_limit(struct uzs_engine *e, uint64_t resident)
  * bring them straight back (a thrash that slowed a test program 400-fold),
  * so they stay, the limit is exceeded, and that is said once.  With nothing
  * stored yet there is no evidence either way: try.  With a backing file
- * the pool can shrink instead (evict.c), which is always preferred.  Under
- * e->lock.
+ * the pool can shrink to nothing (evict.c), which comes first; pages in use
+ * go only for what the pool cannot cover.  Under e->lock.
  */
 static bool protected_would_fit(struct uzs_engine *e,
-				const struct scan_state *s, uint64_t got)
+				const struct scan_state *s, uint64_t need,
+				uint64_t got)
 {
 	uint64_t prot = 0, stored = e->st.pages_stored;
 	uint64_t pool_pages = e->pool_bytes_seen >> UZS_PAGE_SHIFT;
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, taken, after;
 	double cost;
 
+	for (unsigned a = 0; a <= AGE_MAX; a++)
+		prot += s->hist_protected[a];
 	if (uzs_evict_possible(e)) {
-		/* The pool can go to the backing file instead, coldest pool
-		 * pages first: better than pages in use.  Only if those alone
-		 * are over the limit is it out of reach. */
-		after = s->resident > got ? s->resident - got : 0;
-		if (after <= limit)
+		/* The pool can shrink to nothing (evict.c), coldest first:
+		 * that goes before pages in use.  Only what it cannot cover
+		 * is taken from them, if that is enough at all. */
+		if (pool_pages >= need - got)
 			return false;
+		taken = got + prot;
+		after = s->resident > taken ? s->resident - taken : 0;
+		if (after <= limit)
+			return true;
 		goto cannot;
 	}
 	if (!stored)
 		return true;
-	for (unsigned a = 0; a <= AGE_MAX; a++)
-		prot += s->hist_protected[a];
 	cost = pool_pages < stored ? (double)pool_pages / (double)stored : 1.0;
 	taken = got + prot;
 	after = pool_pages + (uint64_t)((double)taken * cost) +
@@ -395,7 +399,7 @@ void uzs_policy_scan(struct uzs_engine *e, bool age)
 
 		if (t < min_age)
 			min_age = t;
-		if (got < need && protected_would_fit(e, &s, got)) {
+		if (got < need && protected_would_fit(e, &s, need, got)) {
 			/* Not enough cold pages: protected ones go too. */
 			t = threshold_for(s.hist_protected, need - got, &got);
 			if (t < min_age_prot)
