@@ -80,7 +80,6 @@ struct uzs_engine_stats {
 	uint64_t backing_write_bytes;
 	uint64_t backing_reads;     /* pages read back */
 	uint64_t backing_errors;    /* failed writes and reads */
-	uint64_t throttled_us;      /* first touches held back over the limit */
 
 	struct uzs_latency fault_latency; /* every fault on a page taken out */
 };

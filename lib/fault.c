@@ -341,42 +341,6 @@ static int fill_zeros(struct uzs_engine *e, const struct uzs_region *r,
  * untouched and in the same region.  The window grows while touches are
  * sequential (a program filling fresh memory) and shrinks back otherwise.
  */
-/*
- * Over the limit by more than a sixteenth, a fault waits (up to about
- * THROTTLE_MAX_US) while the reclaim thread catches up, as the kernel makes
- * a task reclaim under a cgroup limit: otherwise a program filling or
- * reading memory faster than it can be compressed (LZO does a few hundred
- * MB/s here) runs far past the limit.  Under e->lock, which is dropped
- * while waiting: the faulting page stays missing meanwhile, and its entry
- * is looked up again after (a STAGED one may have been stored).
- */
-#define THROTTLE_STEP_US 200u
-#define THROTTLE_MAX_US 20000u
-
-static bool well_over_limit(struct uzs_engine *e)
-{
-	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
-
-	return limit && !e->limit_stuck && !e->takeouts_stopped &&
-	       e->resident_pages + (e->pool_bytes_seen >> UZS_PAGE_SHIFT) >
-	       limit + limit / 16;
-}
-
-static void throttle(struct uzs_engine *e)
-{
-	for (unsigned waited = 0; waited < THROTTLE_MAX_US &&
-	     well_over_limit(e); waited += THROTTLE_STEP_US) {
-		if (!e->kicked) {
-			e->kicked = true;
-			uzs_kick_reclaim(e);
-		}
-		e->st.throttled_us += THROTTLE_STEP_US;
-		pthread_mutex_unlock(&e->lock);
-		usleep(THROTTLE_STEP_US);
-		pthread_mutex_lock(&e->lock);
-	}
-}
-
 static int first_touch(struct uzs_engine *e, uintptr_t addr, bool write,
 		       size_t *filled)
 {
@@ -384,7 +348,6 @@ static int first_touch(struct uzs_engine *e, uintptr_t addr, bool write,
 	size_t want, n = 1, done = 0;
 	int rc;
 
-	throttle(e);
 	r = uzs_region_find(e, addr);
 	want = e->first_touch_window;
 
@@ -455,7 +418,6 @@ static int resolve_fault(struct uzs_engine *e, const struct uffd_msg *m)
 		kind = UZS_FAULT_FIRST_TOUCH;
 		rc = first_touch(e, addr, write, &filled);
 	} else {
-		throttle(e);
 		kind = p->state == UZS_PTE_ZERO     ? UZS_FAULT_ZERO :
 		       p->state == UZS_PTE_SAME     ? UZS_FAULT_SAME :
 		       p->state == UZS_PTE_STORED   ? UZS_FAULT_STORED :

@@ -240,11 +240,6 @@ static void summary_takeouts(struct out *o, const struct uzs_engine_stats *s)
 	put_u64(o, s->refaults);
 	put_str(o, ", scans ");
 	put_u64(o, s->scans);
-	if (s->throttled_us) {
-		put_str(o, ", new memory held back ");
-		put_fixed(o, tenths(s->throttled_us, 1000), 1);
-		put_str(o, " ms");
-	}
 	line_end(o, l);
 }
 
@@ -446,7 +441,6 @@ size_t uzs_stats_json(const struct uzs_engine_stats *s, uint64_t pid,
 	json_u64(&o, "backing_write_bytes", s->backing_write_bytes);
 	json_u64(&o, "backing_reads", s->backing_reads);
 	json_u64(&o, "backing_errors", s->backing_errors);
-	json_u64(&o, "throttled_us", s->throttled_us);
 	json_u64(&o, "fault_count", lat->count);
 	json_u64(&o, "fault_sum_ns", lat->sum_ns);
 	json_u64(&o, "fault_max_ns", lat->max_ns);
