@@ -152,6 +152,9 @@ static void move_range(struct uzs_engine *e, uintptr_t from, uintptr_t to,
 		dst->flags &= (uint8_t)~UZS_PTE_WRITEBACK;
 		if (dst->state == UZS_PTE_STAGED)
 			e->slots[dst->val].addr = to + off;
+		/* Eviction finds a page by the owner tag of its object. */
+		if (dst->state == UZS_PTE_STORED)
+			uzs_pool_set_owner(e->pool, dst->val, to + off);
 		memset(src, 0, sizeof(*src));
 	}
 }

@@ -1215,6 +1215,21 @@ int uzs_pool_free(struct uzs_pool *p, uzs_handle_t h)
 	return 0;
 }
 
+int uzs_pool_set_owner(struct uzs_pool *p, uzs_handle_t h, uint64_t owner)
+{
+	struct handle_slot *s;
+	int rc = -EINVAL;
+
+	pthread_mutex_lock(&p->lock);
+	s = handle_lookup(p, h);
+	if (s) {
+		s->owner = owner;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
 int uzs_pool_owner(struct uzs_pool *p, uzs_handle_t h, uint64_t *owner)
 {
 	struct handle_slot *s;

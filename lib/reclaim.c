@@ -128,7 +128,8 @@ bool uzs_staging_holds(struct uzs_engine *e, unsigned slot, unsigned n)
 }
 
 /* A slot that should be empty is not: say what is there, for a bug report
- * (pagemap bits: 63 present, 57 uffd-wp, 56 exclusive). */
+ * (pagemap bits: 63 present, 57 uffd-wp, 56 exclusive).  Seen, rarely,
+ * under heavy load and around fork; the cause is not known yet. */
 static void report_full_slot(struct uzs_engine *e, unsigned slot)
 {
 	uint64_t pm = 0;
@@ -141,17 +142,33 @@ static void report_full_slot(struct uzs_engine *e, unsigned slot)
 		pm = 0;
 	for (unsigned i = 0; i < UZS_STAGING_PAGES; i++)
 		refs += e->slots[i].state != SLOT_FREE;
-	uzs_log(e, UZS_LOG_ERROR, "staging slot %u is not empty (pagemap %#llx, "
-		"slot state %u for %#lx, %u slots in use): no more pages will "
-		"be compressed", slot, (unsigned long long)pm,
-		e->slots[slot].state, (unsigned long)e->slots[slot].addr, refs);
+	uzs_log(e, UZS_LOG_INFO, "staging slot %u is not empty (pagemap %#llx, "
+		"slot state %u for %#lx, %u slots in use)", slot,
+		(unsigned long long)pm, e->slots[slot].state,
+		(unsigned long)e->slots[slot].addr, refs);
+}
+
+/* Empty one free slot through the trash.  Under e->lock. */
+static bool clear_free_slot(struct uzs_engine *e, unsigned slot)
+{
+	size_t off = (size_t)slot << UZS_PAGE_SHIFT, done;
+	int rc;
+
+	if (e->slots[slot].state != SLOT_FREE)
+		return false;
+	rc = uzs_uffd_move(&e->stage, (uintptr_t)e->trash + off,
+			   (uintptr_t)e->staging + off, UZS_PAGE_SIZE,
+			   UFFDIO_MOVE_MODE_DONTWAKE |
+			   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+	uzs_region_discard(e->trash + off, UZS_PAGE_SIZE);
+	return rc == 0 && uzs_staging_holds(e, slot, 1) == false;
 }
 
 /* Stage victims into free slots; returns slots filled.  Under e->lock. */
 static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 			    struct staged *out)
 {
-	unsigned used = 0;
+	unsigned used = 0, cleared = 0;
 
 	while (used < UZS_STAGING_PAGES && *vi < e->nvictims) {
 		size_t max = UZS_STAGING_PAGES - used, n, moved;
@@ -209,14 +226,21 @@ static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 			*vi = e->nvictims;
 			break;
 		} else if (err == -EEXIST) {
-			/* A staging slot is not empty.  Emptying it failed and
-			 * said so, or this is a bug: either way stop taking
-			 * out, which is always safe. */
-			if (!e->takeouts_stopped)
-				report_full_slot(e, used);
-			e->takeouts_stopped = true;
-			*vi = e->nvictims;
-			break;
+			/* A free staging slot holds a page.  No entry refers to
+			 * it, so nothing of the program's is in it: clear it and
+			 * go on.  If it cannot be cleared, stop taking out,
+			 * which is always safe. */
+			report_full_slot(e, used);
+			if (e->takeouts_stopped || ++cleared > 4 ||
+			    !clear_free_slot(e, used)) {
+				uzs_log(e, UZS_LOG_ERROR, "staging slot %u cannot "
+					"be cleared: no more pages will be "
+					"compressed", used);
+				e->takeouts_stopped = true;
+				*vi = e->nvictims;
+				break;
+			}
+			continue;       /* the same page, into the cleared slot */
 		} else if (err != -ENOENT) {
 			/* EINVAL: e.g. an mlocked or read-only mapping. */
 			struct uzs_pte *p = uzs_pt_lookup(e->pt, bad);
@@ -298,8 +322,13 @@ static void put_back(struct uzs_engine *e, unsigned slot, bool incompressible)
 			continue;
 		}
 		/* Placed (0), or the mapping is gone (ENOENT): either way the
-		 * entry is done with.  EEXIST cannot happen: we hold the only
-		 * copy of this page. */
+		 * entry is done with.  Anything else means the page could not
+		 * go back: say so and poison it, never let it read as zeros. */
+		if (rc && rc != -ENOENT) {
+			uzs_log(e, UZS_LOG_ERROR, "putting page %#lx back failed: "
+				"%s", (unsigned long)s->addr, strerror(-rc));
+			uzs_poison_page(e, s->addr, "it could not be put back");
+		}
 		p->state = UZS_PTE_NONE;
 		p->val = 0;
 		if (incompressible)
@@ -383,6 +412,9 @@ static void commit_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 			break;
 		case UZS_PAGE_STORED:
 			if (b[i].store_rc == 0) {
+				/* Tagged with the address at compress time; an
+				 * mremap since moved it (slot addr follows). */
+				uzs_pool_set_owner(e->pool, b[i].handle, s->addr);
 				p->state = UZS_PTE_STORED;
 				p->val = b[i].handle;
 				e->st.pages_stored++;

@@ -118,6 +118,10 @@ int uzs_pool_free(struct uzs_pool *pool, uzs_handle_t handle);
 
 /* The owner tag and length of a live object; -EINVAL for a bad handle. */
 int uzs_pool_owner(struct uzs_pool *pool, uzs_handle_t handle, uint64_t *owner);
+/* Change a live object's owner tag (its data moved, e.g. by mremap), so
+ * that eviction names it rightly; -EINVAL for a bad handle. */
+int uzs_pool_set_owner(struct uzs_pool *pool, uzs_handle_t handle,
+		       uint64_t owner);
 long uzs_pool_length(struct uzs_pool *pool, uzs_handle_t handle);
 
 /*
@@ -138,7 +142,10 @@ long uzs_pool_length(struct uzs_pool *pool, uzs_handle_t handle);
  * lists every object with a fragment in the evicted zspage, once each, and
  * reading it returns the whole object; freeing it frees both fragments, so
  * the other zspage gets a hole (and is released at once if that was its
- * last fragment) but keeps its place on the LRU.
+ * last fragment) but keeps its place on the LRU.  If the other zspage is
+ * being evicted too, the object is listed by both open batches: the caller
+ * must write back and free each object once and skip it in the other batch
+ * (the engine keeps a per-page flag for that).
  *
  * The batch is a snapshot: another thread may free one of its objects
  * meanwhile.  The caller must know, under its own locking, which handles it

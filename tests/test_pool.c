@@ -282,6 +282,31 @@ Test(pool_args, read_and_owner_reject_null_output_pointers)
 	uzs_pool_destroy(p);
 }
 
+/* The owner tag follows the data (mremap): reads and eviction name the
+ * new owner, the bytes do not change, a dead handle is refused. */
+Test(pool_args, set_owner_retags_a_live_object)
+{
+	struct uzs_pool *p = tl_pool(0, 0);
+	uzs_handle_t h = tl_put(p, 300, 7);
+	struct uzs_evict_batch *b = malloc(sizeof(*b));
+	uint64_t owner = 0;
+
+	cr_assert_not_null(b);
+	cr_assert_eq(uzs_pool_set_owner(p, h, 0xabc000), 0);
+	cr_assert_eq(uzs_pool_owner(p, h, &owner), 0);
+	cr_assert_eq(owner, 0xabc000);
+	tl_expect_obj(p, h, 300, 7, 0xabc000);  /* same bytes, new owner */
+	cr_assert_eq(uzs_pool_evict_begin(p, b), 1);
+	cr_assert_eq(b->entries[0].handle, h);
+	cr_assert_eq(b->entries[0].owner, 0xabc000);
+	uzs_pool_evict_end(p, b);
+	cr_assert_eq(uzs_pool_free(p, h), 0);
+	cr_assert_eq(uzs_pool_set_owner(p, h, 1), -EINVAL);
+	cr_assert_eq(uzs_pool_set_owner(p, 0, 1), -EINVAL);
+	free(b);
+	uzs_pool_destroy(p);
+}
+
 /* ---------------------------------------------------------- round trips */
 
 Test(pool_roundtrip, every_size_from_1_to_4096_round_trips)

@@ -12,9 +12,15 @@
  *    exactly its size (ASan sees the pool's memcpy overrun it: fence());
  *  - handles are unique while live; dead handles give -EINVAL everywhere;
  *  - a failed alloc changes nothing, and -ENOSPC means the pool is full;
- *  - a batch is exactly the live, not-yet-isolated objects of one zspage,
- *    with their owners, and -ENOENT means everything is being evicted;
- *    isolated zspages get no new objects and stay off the LRU;
+ *  - an object lies in one zspage, or is split across two; a batch lists
+ *    exactly the live objects with a fragment in its zspage, once each,
+ *    with their owners, so a split object may be in two open batches (one
+ *    per zspage it is in, if both are isolated); -ENOENT means every zspage
+ *    is being evicted;
+ *  - isolated zspages get no new fragments, stay off the LRU, and every
+ *    object listed by an open batch stays where it was (compaction leaves
+ *    it alone); a zspage goes the moment its last fragment does, and only
+ *    then, and its pages count as evicted if and only if it was isolated;
  *  - compaction keeps every object and releases what it says it released;
  *  - the stats agree with the model, and uzs_pool_check() returns 0 every
  *    few ops; when all is freed the pool holds no memory.
@@ -98,12 +104,23 @@ struct obj {
 	uint64_t seed;          /* content is pattern(seed) */
 	uint64_t owner;
 	uint32_t len;
-	int batch;              /* open batch holding it, or -1 */
+	/*
+	 * Bit k: listed by open batch k.  A split object can be listed by
+	 * two batches at once (one per isolated zspage it is in), so this
+	 * is a set, not an index.
+	 */
+	unsigned batches;
+	/* Where it lay when first listed: it must not move while listed. */
+	unsigned nfrag;
+	uint32_t frag_zs[2], frag_off[2];
 };
 
 struct batch {
 	bool open;
-	unsigned live;          /* its objects not yet freed */
+	/* Its objects not yet freed.  Each has a fragment in the zspage and
+	 * nothing new goes there, so the zspage is live exactly while this is
+	 * not 0 (afterwards its id may name a new zspage). */
+	unsigned live;
 	struct uzs_evict_batch b;
 };
 
@@ -191,14 +208,25 @@ static size_t max_pages(const struct model *m)
 	return m->max_bytes / PAGE;
 }
 
-/* Is zspage id isolated by an open batch that still has objects?  (A batch
- * whose objects are all gone released its zspage; the id may be reused.) */
-static bool zspage_isolated(const struct model *m, uint32_t id)
+/* Does batch k still isolate its zspage?  (A batch whose objects are all
+ * gone released its zspage; the id may be reused.) */
+static bool batch_isolating(const struct model *m, unsigned k)
+{
+	return m->batch[k].open && m->batch[k].live;
+}
+
+/* The batch isolating zspage id, or -1. */
+static int isolating_batch(const struct model *m, uint32_t id)
 {
 	for (unsigned k = 0; k < MAX_BATCHES; k++)
-		if (m->batch[k].open && m->batch[k].live && m->batch[k].b.zspage == id)
-			return true;
-	return false;
+		if (batch_isolating(m, k) && m->batch[k].b.zspage == id)
+			return (int)k;
+	return -1;
+}
+
+static bool zspage_isolated(const struct model *m, uint32_t id)
+{
+	return isolating_batch(m, id) >= 0;
 }
 
 static unsigned isolated_zspages(const struct model *m)
@@ -206,8 +234,33 @@ static unsigned isolated_zspages(const struct model *m)
 	unsigned n = 0;
 
 	for (unsigned k = 0; k < MAX_BATCHES; k++)
-		n += m->batch[k].open && m->batch[k].live;
+		n += batch_isolating(m, k);
 	return n;
+}
+
+/* Where live handle h lies: 1 or 2 fragments (zs[], off[]), head first. */
+static unsigned frags_of(struct model *m, uzs_handle_t h, uint32_t zs[2],
+			 uint32_t off[2])
+{
+	unsigned n = uzs_pool_fragments_of(m->pool, h, zs, off);
+
+	if (n < 1 || n > 2)
+		FAIL("live handle %llu has %u fragments", (unsigned long long)h,
+		     n);
+	for (unsigned f = 0; f < n; f++)
+		if (uzs_pool_zspage_pages(m->pool, zs[f]) == 0)
+			FAIL("handle %llu has a fragment in dead zspage %u",
+			     (unsigned long long)h, zs[f]);
+	if (uzs_pool_zspage_of(m->pool, h) != zs[0])
+		FAIL("handle %llu: zspage_of %u, head fragment in %u",
+		     (unsigned long long)h, uzs_pool_zspage_of(m->pool, h),
+		     zs[0]);
+	return n;
+}
+
+static bool has_frag(unsigned nfrag, const uint32_t zs[2], uint32_t id)
+{
+	return zs[0] == id || (nfrag == 2 && zs[1] == id);
 }
 
 /* ------------------------------------------------------------- checks */
@@ -221,7 +274,8 @@ static void check_dead(struct model *m, uzs_handle_t h)
 	if (uzs_pool_read(m->pool, h, b, sizeof(b)) != -EINVAL ||
 	    uzs_pool_length(m->pool, h) != -EINVAL ||
 	    uzs_pool_owner(m->pool, h, &owner) != -EINVAL ||
-	    uzs_pool_zspage_of(m->pool, h) != UINT32_MAX)
+	    uzs_pool_zspage_of(m->pool, h) != UINT32_MAX ||
+	    uzs_pool_fragments_of(m->pool, h, NULL, NULL) != 0)
 		FAIL("dead handle %llu is still readable", (unsigned long long)h);
 	if (uzs_pool_free(m->pool, h) != -EINVAL)
 		FAIL("dead handle %llu freed again", (unsigned long long)h);
@@ -314,18 +368,68 @@ static void check_pool(struct model *m)
 	check_lru(m);
 }
 
-/* Everything: contents, batch membership, structure. */
+/*
+ * Object i, lying in fragments zs[]/off[], is listed by exactly the open
+ * batches that isolate a zspage it has a fragment in, and has not moved
+ * since it was first listed (an evictor reads it from there).
+ */
+static void check_listing(const struct model *m, unsigned i, unsigned nfrag,
+			  const uint32_t zs[2], const uint32_t off[2])
+{
+	const struct obj *o = &m->obj[i];
+
+	for (unsigned k = 0; k < MAX_BATCHES; k++) {
+		bool listed = o->batches >> k & 1;
+		bool in = batch_isolating(m, k) &&
+			  has_frag(nfrag, zs, m->batch[k].b.zspage);
+
+		if (listed && !in)
+			FAIL("handle %llu left zspage %u, isolated by batch %u",
+			     (unsigned long long)o->h, m->batch[k].b.zspage, k);
+		if (!listed && in)
+			FAIL("handle %llu is in zspage %u, isolated by batch %u"
+			     " which does not list it", (unsigned long long)o->h,
+			     m->batch[k].b.zspage, k);
+	}
+	if (!o->batches)
+		return;
+	if (nfrag != o->nfrag || zs[0] != o->frag_zs[0] ||
+	    off[0] != o->frag_off[0] || (nfrag == 2 &&
+	    (zs[1] != o->frag_zs[1] || off[1] != o->frag_off[1])))
+		FAIL("listed handle %llu moved: head now in zspage %u at %u, "
+		     "was %u at %u (%u fragments, was %u)",
+		     (unsigned long long)o->h, zs[0], off[0], o->frag_zs[0],
+		     o->frag_off[0], nfrag, o->nfrag);
+}
+
+/* Everything: contents, batch membership, split count, structure. */
 static void check_all(struct model *m)
 {
+	unsigned listed[MAX_BATCHES] = { 0 };
+	uint64_t split = 0;
+	struct uzs_pool_stats s;
+
 	for (unsigned i = 0; i < m->nobj; i++) {
-		const struct obj *o = &m->obj[i];
+		uint32_t zs[2], off[2];
+		unsigned nfrag;
 
 		check_obj(m, i);
-		if (o->batch >= 0 &&
-		    uzs_pool_zspage_of(m->pool, o->h) != m->batch[o->batch].b.zspage)
-			FAIL("handle %llu left its isolated zspage",
-			     (unsigned long long)o->h);
+		nfrag = frags_of(m, m->obj[i].h, zs, off);
+		split += nfrag == 2;
+		check_listing(m, i, nfrag, zs, off);
+		for (unsigned k = 0; k < MAX_BATCHES; k++)
+			listed[k] += m->obj[i].batches >> k & 1;
 	}
+	/* The model's own bookkeeping: live counts what is still listed. */
+	for (unsigned k = 0; k < MAX_BATCHES; k++)
+		if (listed[k] != (m->batch[k].open ? m->batch[k].live : 0))
+			FAIL("model: batch %u lists %u live objects, counts %u",
+			     k, listed[k], m->batch[k].live);
+	uzs_pool_stats(m->pool, &s);
+	if (s.split_objects != split)
+		FAIL("stats: %llu split objects, %llu in two fragments",
+		     (unsigned long long)s.split_objects,
+		     (unsigned long long)split);
 	check_pool(m);
 }
 
@@ -345,8 +449,7 @@ static void model_add(struct model *m, uzs_handle_t h, uint32_t len,
 		FAIL("more than %u objects in a %zu-page pool", MAX_OBJS,
 		     max_pages(m));
 	o = &m->obj[m->nobj];
-	*o = (struct obj){ .h = h, .seed = seed, .owner = owner, .len = len,
-			   .batch = -1 };
+	*o = (struct obj){ .h = h, .seed = seed, .owner = owner, .len = len };
 	m->hmap[h] = ++m->nobj;
 	m->bytes += len;
 	if (h > m->max_handle)
@@ -357,8 +460,9 @@ static void model_remove(struct model *m, unsigned i)
 {
 	struct obj *o = &m->obj[i];
 
-	if (o->batch >= 0)
-		m->batch[o->batch].live--;
+	for (unsigned k = 0; k < MAX_BATCHES; k++)
+		if (o->batches >> k & 1)
+			m->batch[k].live--;
 	m->bytes -= o->len;
 	m->hmap[o->h] = 0;
 	m->dead[m->dead_next++ % NDEAD] = o->h;
@@ -404,12 +508,15 @@ static void op_alloc(struct model *m, uint32_t len)
 	unfence();
 	TRACE("alloc %u -> %d h=%llu\n", len, rc, (unsigned long long)h);
 	if (rc == 0) {
-		uint32_t id = uzs_pool_zspage_of(m->pool, h);
+		uint32_t zs[2];
+		unsigned nfrag;
 
 		model_add(m, h, len, seed, owner);
-		if (id == UINT32_MAX || zspage_isolated(m, id))
-			FAIL("new handle %llu placed in zspage %u",
-			     (unsigned long long)h, id);
+		nfrag = frags_of(m, h, zs, NULL);
+		for (unsigned f = 0; f < nfrag; f++)
+			if (zspage_isolated(m, zs[f]))
+				FAIL("new handle %llu placed in isolated zspage"
+				     " %u", (unsigned long long)h, zs[f]);
 		if (uzs_pool_length(m->pool, h) != (long)len)
 			FAIL("new handle %llu has the wrong length",
 			     (unsigned long long)h);
@@ -434,17 +541,38 @@ static void op_alloc(struct model *m, uint32_t len)
 }
 
 /*
- * Free object i.  Its zspage's pages go back the moment it empties, and
- * only then: pool_bytes drops by exactly those pages (counted as evicted
- * when the zspage was isolated by a batch), or not at all.
+ * Free object i.  Each zspage holding a fragment of it (one, or two for a
+ * split object) gives its pages back the moment it empties, and only then:
+ * pool_bytes drops by exactly those pages, or not at all.  An isolated
+ * zspage empties exactly when the last object its batch listed goes, and
+ * only its pages count as evicted (pool.c counts a release as evicted when
+ * the zspage was isolated, whichever zspage the freed object came from).
+ * A free moves nothing on the LRU: a zspage that is not released keeps its
+ * place.
  */
 static void op_free(struct model *m, unsigned i, bool read_first)
 {
 	uzs_handle_t h = m->obj[i].h;
-	bool batched = m->obj[i].batch >= 0;
-	uint32_t id = uzs_pool_zspage_of(m->pool, h);
-	uint64_t pages = uzs_pool_zspage_pages(m->pool, id), gone;
+	unsigned listed = m->obj[i].batches;
+	uint32_t ids[2], lru0[MAX_ZSPAGES], lru1[MAX_ZSPAGES];
+	unsigned nzs = frags_of(m, h, ids, NULL);
+	uint64_t pages[2] = { 0, 0 }, gone = 0, evicted = 0, zs_gone = 0;
+	int iso[2] = { -1, -1 };        /* batch isolating ids[f], or -1 */
+	bool released[2] = { false, false };
 	struct uzs_pool_stats before, after;
+	size_t n0, n1, j = 0;
+
+	if (nzs == 2 && ids[1] == ids[0])
+		nzs = 1;        /* both fragments in one zspage */
+	for (unsigned f = 0; f < nzs; f++) {
+		pages[f] = uzs_pool_zspage_pages(m->pool, ids[f]);
+		iso[f] = isolating_batch(m, ids[f]);
+		if (iso[f] >= 0 && !(listed >> iso[f] & 1))
+			FAIL("handle %llu is in zspage %u, isolated by batch %d"
+			     " which does not list it", (unsigned long long)h,
+			     ids[f], iso[f]);
+	}
+	n0 = uzs_pool_lru_order(m->pool, lru0, MAX_ZSPAGES);
 
 	TRACE("free h=%llu len=%u\n", (unsigned long long)h, m->obj[i].len);
 	if (read_first)
@@ -456,17 +584,47 @@ static void op_free(struct model *m, unsigned i, bool read_first)
 	model_remove(m, i);
 	check_dead(m, h);
 
-	gone = uzs_pool_zspage_pages(m->pool, id) ? 0 : pages;
+	for (unsigned f = 0; f < nzs; f++) {
+		/* A free makes no zspage: 0 pages now means released here. */
+		released[f] = uzs_pool_zspage_pages(m->pool, ids[f]) == 0;
+		if (released[f]) {
+			zs_gone++;
+			gone += pages[f];
+			if (iso[f] >= 0)
+				evicted += pages[f];
+		}
+		/* Nothing new goes into an isolated zspage, so what its batch
+		 * listed is all it holds. */
+		if (iso[f] >= 0 && released[f] != !m->batch[iso[f]].live)
+			FAIL("zspage %u of batch %d %s with %u listed objects"
+			     " left", ids[f], iso[f],
+			     released[f] ? "released" : "kept",
+			     m->batch[iso[f]].live);
+	}
 	if (before.pool_bytes - after.pool_bytes != gone * PAGE ||
-	    before.zspages - after.zspages != (gone != 0) ||
-	    after.evicted_pages_freed - before.evicted_pages_freed !=
-	    (batched ? gone : 0))
-		FAIL("free from zspage %u (%llu pages, %s) released %llu bytes,"
-		     " %llu as evicted", id, (unsigned long long)pages,
-		     gone ? "now empty" : "still live",
+	    before.zspages - after.zspages != zs_gone ||
+	    after.evicted_pages_freed - before.evicted_pages_freed != evicted)
+		FAIL("free from zspage %u (%u zspages, %llu pages freed, %llu"
+		     " isolated) released %llu bytes, %llu as evicted", ids[0],
+		     nzs, (unsigned long long)gone, (unsigned long long)evicted,
 		     (unsigned long long)(before.pool_bytes - after.pool_bytes),
 		     (unsigned long long)(after.evicted_pages_freed -
 					  before.evicted_pages_freed));
+
+	/* The LRU is as it was, less the zspages released. */
+	n1 = uzs_pool_lru_order(m->pool, lru1, MAX_ZSPAGES);
+	for (size_t k = 0; k < n0; k++) {
+		if ((released[0] && lru0[k] == ids[0]) ||
+		    (released[1] && lru0[k] == ids[1]))
+			continue;
+		if (j == n1 || lru1[j] != lru0[k])
+			FAIL("free of handle %llu reordered the LRU at zspage %u",
+			     (unsigned long long)h, lru0[k]);
+		j++;
+	}
+	if (j != n1)
+		FAIL("free of handle %llu added zspage %u to the LRU",
+		     (unsigned long long)h, lru1[j]);
 }
 
 /* Read object i in one of a few ways, each with its expected result. */
@@ -540,10 +698,18 @@ static void op_free_stride(struct model *m, unsigned stride, unsigned start)
 		op_free(m, (unsigned)lookup(m, hs[j]), false);
 }
 
+/*
+ * Open batch k on the coldest zspage.  It must list exactly the live
+ * objects with a fragment in that zspage, once each, with their owners.
+ * An object split into another zspage that an open batch already isolates
+ * is listed by both (the caller handles it once); nothing else can be in
+ * two batches, as no two open batches isolate the same zspage.
+ */
 static void op_evict_begin(struct model *m)
 {
 	struct uzs_pool_stats before, after;
 	struct batch *bt = NULL;
+	uint32_t id;
 	int k, rc;
 
 	for (k = 0; k < (int)MAX_BATCHES; k++)
@@ -562,39 +728,73 @@ static void op_evict_begin(struct model *m)
 		     (unsigned long long)after.evictions);
 	TRACE("evict_begin[%d] -> %d zspage %u\n", k, rc, bt->b.zspage);
 	if (rc == -ENOENT) {
-		for (unsigned i = 0; i < m->nobj; i++)
-			if (m->obj[i].batch < 0)
-				FAIL("-ENOENT, but handle %llu is evictable",
-				     (unsigned long long)m->obj[i].h);
+		/* Every zspage is isolated: each object has all its
+		 * fragments in zspages that open batches hold. */
+		if (after.zspages != isolated_zspages(m))
+			FAIL("-ENOENT with %llu zspages, %u isolated",
+			     (unsigned long long)after.zspages,
+			     isolated_zspages(m));
+		for (unsigned i = 0; i < m->nobj; i++) {
+			uint32_t zs[2];
+			unsigned nfrag = frags_of(m, m->obj[i].h, zs, NULL);
+
+			for (unsigned f = 0; f < nfrag; f++)
+				if (!zspage_isolated(m, zs[f]))
+					FAIL("-ENOENT, but handle %llu is "
+					     "evictable in zspage %u",
+					     (unsigned long long)m->obj[i].h,
+					     zs[f]);
+		}
 		return;
 	}
 	if (rc <= 0 || (unsigned)rc != bt->b.count ||
 	    bt->b.count > UZS_POOL_MAX_ZSPAGE_OBJS)
 		FAIL("evict_begin returned %d, count %u", rc, bt->b.count);
+	id = bt->b.zspage;
+	if (uzs_pool_zspage_pages(m->pool, id) == 0 || zspage_isolated(m, id))
+		FAIL("batch %d took zspage %u: dead, or isolated already", k,
+		     id);
 	for (unsigned j = 0; j < bt->b.count; j++) {
 		const struct uzs_evict_entry *e = &bt->b.entries[j];
 		int i = lookup(m, e->handle);
+		uint32_t zs[2] = { 0, 0 }, off[2] = { 0, 0 };
+		unsigned nfrag;
+		struct obj *o;
 
 		if (i < 0)
 			FAIL("batch names dead handle %llu",
 			     (unsigned long long)e->handle);
-		if (m->obj[i].batch >= 0)
-			FAIL("handle %llu in batch %d already",
-			     (unsigned long long)e->handle, m->obj[i].batch);
-		if (m->obj[i].owner != e->owner)
+		o = &m->obj[i];
+		if (o->batches >> k & 1)
+			FAIL("batch %d lists handle %llu twice", k,
+			     (unsigned long long)e->handle);
+		if (o->owner != e->owner)
 			FAIL("batch has the wrong owner for handle %llu",
 			     (unsigned long long)e->handle);
-		if (uzs_pool_zspage_of(m->pool, e->handle) != bt->b.zspage)
+		nfrag = frags_of(m, e->handle, zs, off);
+		if (!has_frag(nfrag, zs, id))
 			FAIL("batch for zspage %u names handle %llu elsewhere",
-			     bt->b.zspage, (unsigned long long)e->handle);
-		m->obj[i].batch = k;
+			     id, (unsigned long long)e->handle);
+		/* Already listed: by the batch of its other zspage, and it
+		 * has not moved since (check_listing says which batches). */
+		if (o->batches) {
+			check_listing(m, (unsigned)i, nfrag, zs, off);
+		} else {
+			o->nfrag = nfrag;
+			memcpy(o->frag_zs, zs, sizeof(zs));
+			memcpy(o->frag_off, off, sizeof(off));
+		}
+		o->batches |= 1u << k;
 	}
-	/* The whole zspage: nothing in it was left out. */
-	for (unsigned i = 0; i < m->nobj; i++)
-		if (m->obj[i].batch < 0 &&
-		    uzs_pool_zspage_of(m->pool, m->obj[i].h) == bt->b.zspage)
+	/* The whole zspage: nothing with a fragment in it was left out. */
+	for (unsigned i = 0; i < m->nobj; i++) {
+		uint32_t zs[2];
+		unsigned nfrag = frags_of(m, m->obj[i].h, zs, NULL);
+
+		if (!(m->obj[i].batches >> k & 1) && has_frag(nfrag, zs, id))
 			FAIL("handle %llu of zspage %u missing from its batch",
-			     (unsigned long long)m->obj[i].h, bt->b.zspage);
+			     (unsigned long long)m->obj[i].h, id);
+	}
 	bt->open = true;
 	bt->live = bt->b.count;
 }
@@ -621,8 +821,10 @@ static void op_evict_write(struct model *m, unsigned k, struct input *in)
 			mask = get8(in);
 		go = mode == 0 || (mode == 1 && (mask >> (j % 8) & 1)) ||
 		     (mode == 2 && j != keep % bt->b.count);
-		/* Freed (and maybe reused) since the batch was taken? */
-		if (!go || i < 0 || m->obj[i].batch != (int)k)
+		/* Freed since the batch was taken, maybe by another batch
+		 * listing it too, and maybe reused since?  (A handle reused
+		 * is not listed by k: nothing new goes in its zspage.) */
+		if (!go || i < 0 || !(m->obj[i].batches >> k & 1))
 			continue;
 		op_free(m, (unsigned)i, true);
 	}
@@ -641,9 +843,10 @@ static void op_evict_end(struct model *m, unsigned k)
 	uzs_pool_evict_end(m->pool, &bt->b);
 	bt->open = false;
 	bt->live = 0;
+	/* Its objects stay listed by the batch of their other zspage, if
+	 * that one is open. */
 	for (unsigned i = 0; i < m->nobj; i++)
-		if (m->obj[i].batch == (int)k)
-			m->obj[i].batch = -1;
+		m->obj[i].batches &= ~(1u << k);
 	/* What was kept is back on the LRU, as most recently used. */
 	n = uzs_pool_lru_order(m->pool, ids, MAX_ZSPAGES);
 	if (live && (n == 0 || ids[n - 1] != bt->b.zspage))
@@ -666,6 +869,11 @@ static void op_compact(struct model *m)
 		FAIL("compact released %zu pages, pool_bytes %llu -> %llu",
 		     released, (unsigned long long)before.pool_bytes,
 		     (unsigned long long)after.pool_bytes);
+	/* It leaves isolated zspages alone, so it releases none of them. */
+	if (after.evicted_pages_freed != before.evicted_pages_freed)
+		FAIL("compact released %llu pages as evicted",
+		     (unsigned long long)(after.evicted_pages_freed -
+					  before.evicted_pages_freed));
 	check_all(m);
 }
 
