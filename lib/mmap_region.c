@@ -93,8 +93,9 @@ static size_t page_round(size_t len)
  * program has just unmapped and may be about to map again at the same
  * address with MAP_FIXED_NOREPLACE, or hint at.  Large reservations (the
  * pool's arena) are made at startup and go straight to mmap.  Space is
- * handed out by a bump pointer; the last reservation given back returns to
- * it, any other is made PROT_NONE again and its addresses are not reused.
+ * handed out by a lock-free bump pointer; the last reservation given back
+ * returns to it, any other is made PROT_NONE again and its addresses are
+ * not reused.
  * If the span cannot be had (RLIMIT_AS) or is used up, mmap decides.
  */
 #define SPAN_BYTES ((size_t)4 << 30)
@@ -102,8 +103,9 @@ static size_t page_round(size_t len)
 
 static pthread_once_t span_once = PTHREAD_ONCE_INIT;
 static uintptr_t span_start, span_end;
-static uintptr_t span_next;     /* bump pointer, under span_lock */
-static pthread_mutex_t span_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Bump pointer, moved by compare-and-swap: no lock, so a fork that lands
+ * while another thread reserves cannot leave the child one held forever. */
+static uintptr_t span_next;
 
 static void span_init(void)
 {
@@ -125,12 +127,14 @@ static uintptr_t span_take(size_t len)
 	if (len > SPAN_MAX_REQUEST)
 		return 0;
 	pthread_once(&span_once, span_init);
-	pthread_mutex_lock(&span_lock);
-	if (span_start && span_end - span_next >= len) {
-		a = span_next;
-		span_next += len;
-	}
-	pthread_mutex_unlock(&span_lock);
+	if (!span_start)
+		return 0;
+	a = __atomic_load_n(&span_next, __ATOMIC_ACQUIRE);
+	do {
+		if (span_end - a < len)
+			return 0;
+	} while (!__atomic_compare_exchange_n(&span_next, &a, a + len, false,
+					      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
 	return a;
 }
 
@@ -186,10 +190,13 @@ void uzs_region_unreserve(void *addr, size_t len)
 	/* Back to a reservation: the span stays whole. */
 	mmap(addr, rlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
 	     MAP_NORESERVE | MAP_FIXED, -1, 0);
-	pthread_mutex_lock(&span_lock);
-	if (a + rlen == span_next)
-		span_next = a;
-	pthread_mutex_unlock(&span_lock);
+	{
+		uintptr_t top = a + rlen;
+
+		/* Only the last one handed out goes back to the pointer. */
+		__atomic_compare_exchange_n(&span_next, &top, a, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+	}
 }
 
 void uzs_region_discard(void *addr, size_t len)

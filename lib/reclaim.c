@@ -57,6 +57,27 @@ struct staged {
 	int store_rc;
 };
 
+/*
+ * After a short move: the pages that did land in staging, counted from the
+ * page map rather than from what the ioctl reported.  Had it moved more
+ * than it said (the kernel retries a page internally), a page would sit in
+ * a slot we call free while its entry says "never taken out": it would
+ * then read as zeros.  Such a page is kept as staged, and said so (info).
+ */
+static size_t really_moved(struct uzs_engine *e, unsigned slot, size_t moved,
+			   size_t n)
+{
+	size_t k = moved;
+
+	while (k < n && uzs_staging_holds(e, slot + (unsigned)k, 1) &&
+	       e->pagemap_fd >= 0)
+		k++;
+	if (k != moved)
+		uzs_log(e, UZS_LOG_INFO, "UFFDIO_MOVE reported %zu pages moved "
+			"but moved %zu", moved, k);
+	return k;
+}
+
 /* Mark [addr, addr+n) staged into slots [slot, slot+n) and move them.
  * Returns pages moved; *err gets the error that stopped the batch.  Under
  * e->lock. */
@@ -77,6 +98,8 @@ static size_t move_run(struct uzs_engine *e, uintptr_t addr, size_t n,
 			     ((uintptr_t)slot << UZS_PAGE_SHIFT), addr,
 			     n << UZS_PAGE_SHIFT, UFFDIO_MOVE_MODE_DONTWAKE, &done);
 	moved = done >> UZS_PAGE_SHIFT;
+	if (moved < n)
+		moved = really_moved(e, slot, moved, n);
 	for (size_t i = moved; i < n; i++) {
 		struct uzs_pte *p = uzs_pt_lookup(e->pt, addr + (i << UZS_PAGE_SHIFT));
 
@@ -358,6 +381,15 @@ static void empty_staging(struct uzs_engine *e, unsigned n)
 				   UFFDIO_MOVE_MODE_DONTWAKE |
 				   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
 		off += done;
+		if (rc == -EEXIST) {
+			/* A stray page in the trash (the same unexplained
+			 * kind as in staging): the trash holds nothing of
+			 * anyone's by definition, so empty it all, go on. */
+			uzs_log(e, UZS_LOG_INFO, "trash not empty: cleared");
+			uzs_region_discard(e->trash, (size_t)UZS_STAGING_PAGES
+					   << UZS_PAGE_SHIFT);
+			continue;
+		}
 		if (rc && rc != -EAGAIN)
 			break;
 	}
