@@ -43,22 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAGE 4096u
-
-static double now_us(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
+#include "bench_common.h"
 
 struct result {
 	const char *name;
@@ -77,23 +62,6 @@ static struct result summarize(const char *name, double *lat, size_t n)
 	r.p99 = lat[(n * 99) / 100];
 	r.max = lat[n - 1];
 	return r;
-}
-
-/* A page like a real heap's: small integers, pointers, padding. */
-static void heap_page(unsigned char *p, uint64_t seed)
-{
-	uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
-
-	for (size_t i = 0; i < PAGE; i += 32) {
-		uint64_t rec[4];
-
-		s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-		rec[0] = 0x7f3a00000000ull + (s & 0xffff0);
-		rec[1] = s % 1000;
-		rec[2] = (i % 256 == 0) ? s : 0;
-		rec[3] = 0x31;
-		memcpy(p + i, rec, sizeof(rec));
-	}
 }
 
 /* Touch each page once (a load), timing each access. */

@@ -41,27 +41,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAGE 4096u
+#include "bench_common.h"
+
 #define MAX_ROUNDS 64
 
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21 /* Linux 5.4; older libc headers lack it */
 #endif
-
-static double now_us(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 struct dist {
 	double p50, p99, max;
@@ -89,22 +75,6 @@ static double median(double *v, size_t n)
 
 /* Verbatim copy of bench/fault.c's heap_page(): a fair comparison needs the
  * same bytes (and so the same compressed sizes) on both sides. */
-static void heap_page(unsigned char *p, uint64_t seed)
-{
-	uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
-
-	for (size_t i = 0; i < PAGE; i += 32) {
-		uint64_t rec[4];
-
-		s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-		rec[0] = 0x7f3a00000000ull + (s & 0xffff0);
-		rec[1] = s % 1000;
-		rec[2] = (i % 256 == 0) ? s : 0;
-		rec[3] = 0x31;
-		memcpy(p + i, rec, sizeof(rec));
-	}
-}
-
 /* ------------------------------------------------------------ the system */
 
 static bool vmstat(const char *key, unsigned long long *out)
