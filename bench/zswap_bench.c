@@ -73,8 +73,6 @@ static double median(double *v, size_t n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* Verbatim copy of bench/fault.c's heap_page(): a fair comparison needs the
- * same bytes (and so the same compressed sizes) on both sides. */
 /* ------------------------------------------------------------ the system */
 
 static bool vmstat(const char *key, unsigned long long *out)
