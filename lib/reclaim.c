@@ -57,20 +57,37 @@ struct staged {
 	int store_rc;
 };
 
+/* Does the page at a hold a page (present or swapped)?  1, 0, or -1 when
+ * the page map cannot say. */
+static int page_held(struct uzs_engine *e, uintptr_t a)
+{
+	uint64_t pm;
+
+	if (e->pagemap_fd < 0 ||
+	    pread(e->pagemap_fd, &pm, sizeof(pm),
+		  (off_t)(a >> UZS_PAGE_SHIFT) * 8) != sizeof(pm))
+		return -1;
+	return (pm & (3ull << 62)) != 0;
+}
+
 /*
  * After a short move: the pages that did land in staging, counted from the
  * page map rather than from what the ioctl reported.  Had it moved more
- * than it said (the kernel retries a page internally), a page would sit in
- * a slot we call free while its entry says "never taken out": it would
- * then read as zeros.  Such a page is kept as staged, and said so (info).
+ * than it said, a page would sit in a slot we call free while its entry
+ * says "never taken out", and would then read as zeros.  A page counts
+ * only if its slot holds one and the program's address no longer does: a
+ * stray page in the slot (the EEXIST that stopped the move) is not the
+ * program's.
  */
-static size_t really_moved(struct uzs_engine *e, unsigned slot, size_t moved,
-			   size_t n)
+static size_t really_moved(struct uzs_engine *e, uintptr_t addr,
+			   unsigned slot, size_t moved, size_t n)
 {
 	size_t k = moved;
 
-	while (k < n && uzs_staging_holds(e, slot + (unsigned)k, 1) &&
-	       e->pagemap_fd >= 0)
+	while (k < n &&
+	       page_held(e, (uintptr_t)e->staging +
+			    ((uintptr_t)(slot + k) << UZS_PAGE_SHIFT)) == 1 &&
+	       page_held(e, addr + (k << UZS_PAGE_SHIFT)) == 0)
 		k++;
 	if (k != moved)
 		uzs_log(e, UZS_LOG_INFO, "UFFDIO_MOVE reported %zu pages moved "
@@ -99,7 +116,7 @@ static size_t move_run(struct uzs_engine *e, uintptr_t addr, size_t n,
 			     n << UZS_PAGE_SHIFT, UFFDIO_MOVE_MODE_DONTWAKE, &done);
 	moved = done >> UZS_PAGE_SHIFT;
 	if (moved < n)
-		moved = really_moved(e, slot, moved, n);
+		moved = really_moved(e, addr, slot, moved, n);
 	for (size_t i = moved; i < n; i++) {
 		struct uzs_pte *p = uzs_pt_lookup(e->pt, addr + (i << UZS_PAGE_SHIFT));
 
