@@ -143,6 +143,19 @@ static bool in_span(uintptr_t a)
 	return span_start && a >= span_start && a < span_end;
 }
 
+/*
+ * Our memory is touched a page at a time and given back a page at a time
+ * (the pool's pages, the tables): with transparent huge pages "always",
+ * the kernel would fault in, or khugepaged collapse, 2 MiB where we use
+ * 4 KiB, and the process would hold megabytes it never asked for.  Our
+ * mappings also merge into one another (their name needs a kernel option),
+ * which makes 2 MiB ranges for it to find.  So every one is opted out.
+ */
+static void no_huge_pages(void *p, size_t len)
+{
+	madvise(p, len, MADV_NOHUGEPAGE);
+}
+
 static void name_range(void *p, size_t len)
 {
 	/* The name shows in /proc/self/maps as [anon:uzswap]: the engine's
@@ -162,6 +175,7 @@ void *uzs_region_reserve(size_t len)
 		p = mmap((void *)a, rlen, PROT_READ | PROT_WRITE, MAP_PRIVATE |
 			 MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 		if (p != MAP_FAILED) {
+			no_huge_pages(p, rlen);
 			name_range(p, rlen);
 			return p;
 		}
@@ -171,6 +185,7 @@ void *uzs_region_reserve(size_t len)
 	if (p == MAP_FAILED)
 		return NULL;
 	own_add((uintptr_t)p, (uintptr_t)p + rlen);
+	no_huge_pages(p, rlen);
 	name_range(p, rlen);
 	return p;
 }
