@@ -72,12 +72,18 @@ static int page_held(struct uzs_engine *e, uintptr_t a)
 
 /*
  * After a short move: the pages that did land in staging, counted from the
- * page map rather than from what the ioctl reported.  Had it moved more
- * than it said, a page would sit in a slot we call free while its entry
- * says "never taken out", and would then read as zeros.  A page counts
- * only if its slot holds one and the program's address no longer does: a
- * stray page in the slot (the EEXIST that stopped the move) is not the
- * program's.
+ * page map rather than from what the ioctl reported, because the count can
+ * be short.  Linux 6.18's UFFDIO_MOVE moves batches of pages; when a step
+ * fails with EAGAIN (a source entry changed under it: a write-protected
+ * page being written, say) the walk retries, and a retry that moves a
+ * batch leaves the EAGAIN set, so the walk goes round again without
+ * counting the batch, meets its own pages at the destination and fails
+ * with EEXIST.  bench/move_probe shows it (a few moves in 20000 under
+ * contention).  Trusting the count, a page would sit in a slot we call
+ * free while its entry says "never taken out", read as zeros, and make the
+ * next move into that slot fail with EEXIST.  A page counts only if its
+ * slot holds one and the program's address no longer does: a stray page
+ * in the slot is not the program's.
  */
 static size_t really_moved(struct uzs_engine *e, uintptr_t addr,
 			   unsigned slot, size_t moved, size_t n)
@@ -168,8 +174,8 @@ bool uzs_staging_holds(struct uzs_engine *e, unsigned slot, unsigned n)
 }
 
 /* A slot that should be empty is not: say what is there, for a bug report
- * (pagemap bits: 63 present, 57 uffd-wp, 56 exclusive).  Seen, rarely,
- * under heavy load and around fork; the cause is not known yet. */
+ * (pagemap bits: 63 present, 57 uffd-wp, 56 exclusive).  Seen before short
+ * moves were recounted (really_moved); not since. */
 static void report_full_slot(struct uzs_engine *e, unsigned slot)
 {
 	uint64_t pm = 0;
@@ -399,8 +405,8 @@ static void empty_staging(struct uzs_engine *e, unsigned n)
 				   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
 		off += done;
 		if (rc == -EEXIST) {
-			/* A stray page in the trash (the same unexplained
-			 * kind as in staging): the trash holds nothing of
+			/* Pages this very move put in the trash and did not
+			 * count (see really_moved): the trash holds nothing of
 			 * anyone's by definition, so empty it all, go on. */
 			uzs_log(e, UZS_LOG_INFO, "trash not empty: cleared");
 			uzs_region_discard(e->trash, (size_t)UZS_STAGING_PAGES
