@@ -760,8 +760,10 @@ Test(shim, backing_file_stays_bounded_under_churn)
 	cr_assert_gt(written, 0);
 	cr_assert_leq(file, 16 << 20, "the file grew to %lld bytes for 16 MiB "
 		      "of data", file);
-	cr_assert_gt(written, 2 * file, "%lld bytes went through a %lld-byte "
-		     "file: is space reused?", written, file);
+	/* Without reuse the file grows by every write (written == file); how
+	 * much more than that goes through depends on the machine's speed. */
+	cr_assert_gt(written, file + file / 4, "%lld bytes went through a "
+		     "%lld-byte file: is space reused?", written, file);
 	free(r);
 }
 

@@ -371,6 +371,29 @@ static inline double st_wait_out(const char *what, const void *base, size_t len)
 }
 
 /*
+ * Wait until the engine has done what it can with [base, base+len): some
+ * of it taken out, then nothing more for 300 ms (or ST_WAIT_TIMEOUT_S in
+ * all).  For runs where it may not take everything out (a full disk), where
+ * a fixed sleep would be too short on a loaded machine.
+ */
+static inline void st_settle(const void *base, size_t len)
+{
+	size_t total = len / ST_PAGE, last = total, res;
+	double t0 = st_now(), quiet_since = t0, now;
+
+	while ((now = st_now()) - t0 < ST_WAIT_TIMEOUT_S) {
+		res = st_resident(base, len);
+		if (res != last) {
+			last = res;
+			quiet_since = now;
+		} else if (res < total && now - quiet_since > 0.3) {
+			return;
+		}
+		st_sleep_ms(5);
+	}
+}
+
+/*
  * The opposite, for runs where the shim must leave the program alone: after
  * ms milliseconds (many scan intervals) every page is still resident.
  */
