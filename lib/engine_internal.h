@@ -122,6 +122,8 @@ struct uzs_engine {
 	/* fault thread's own buffers */
 	unsigned char *fault_page;  /* decompression target */
 	unsigned char *fault_obj;   /* compressed object copied from the pool */
+	unsigned char *backed_obj;  /* object read from the backing file without
+				     * the lock (fault thread only, fault.c) */
 	unsigned char *zeros;       /* first-touch source for write faults */
 	struct uffd_msg *queue;     /* faults read but not yet resolved */
 	size_t qhead, qlen;
@@ -130,6 +132,7 @@ struct uzs_engine {
 	struct uzs_codec *codec;
 	struct range_list *scan;    /* [0] present, [1] written */
 	uintptr_t *victims;         /* addresses chosen by the policy */
+	uint64_t rss_mark;          /* process RSS (pages) when last looked at */
 	size_t nvictims, victims_cap;
 
 	pthread_t fault_thread, reclaim_thread;
@@ -149,6 +152,9 @@ struct uzs_engine {
 	bool takeouts_stopped;      /* staging is unusable: compress no more */
 	bool limit_warned;          /* said once that the limit cannot hold */
 	bool limit_stuck;           /* the last scan could not meet the limit */
+	uint64_t throttle_mark_ns;  /* first touch held back since (fault.c) */
+	uint64_t throttle_mark_pages; /* resident pages then */
+	uint64_t throttle_off_until;/* reclaim stalled: no holding back till */
 
 	struct uzs_engine_stats st;     /* under lock */
 	struct uzs_stats_shm *shm;      /* published copy for `uzswap stat` */
@@ -158,7 +164,8 @@ struct uzs_engine {
 
 /* fault.c */
 void *uzs_fault_thread_main(void *arg);
-/* Restore one taken-out page in place (used by fault service and fork). */
+/* Restore one taken-out page in place (used by fault service and fork).
+ * Under e->lock, held throughout. */
 int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write);
 /* Make a page that cannot be restored raise SIGBUS when touched (never
  * zeros), saying why; aborts if the kernel cannot poison.  Under lock. */

@@ -173,6 +173,57 @@ static void check_limit(struct uzs_engine *e)
 	}
 }
 
+/*
+ * Backpressure.  A program that fills fresh memory faster than pages can be
+ * compressed would run far past UZSWAP_LIMIT before the reclaim thread
+ * caught up; the kernel's answer is direct reclaim in the allocating task,
+ * ours is to hold back the fault that makes memory grow, a first touch,
+ * while resident memory and the pool exceed the limit by a sixteenth.  The
+ * fault waits in steps of THROTTLE_STEP_US with the lock dropped, so the
+ * reclaim thread can work, and is then resolved afresh (-EAGAIN to
+ * drain_queue, which reads pending events in between: the table may have
+ * changed).  Faults on taken-out pages are never held back.  It waits only
+ * while reclaim makes progress: THROTTLE_STALL_NS without resident memory
+ * going down means reclaim cannot keep up (or cannot meet the limit), and
+ * holding back then stops for THROTTLE_OFF_NS, so a program is slowed to
+ * the speed of compression, never stopped.
+ */
+#define THROTTLE_STEP_US 200u
+#define THROTTLE_STALL_NS (20u * 1000000u)
+#define THROTTLE_OFF_NS (100u * 1000000u)
+
+static bool hold_back_first_touch(struct uzs_engine *e)
+{
+	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, now, used;
+
+	used = e->resident_pages + (e->pool_bytes_seen >> UZS_PAGE_SHIFT);
+	if (!limit || e->limit_stuck || e->takeouts_stopped ||
+	    used <= limit + limit / 16) {
+		e->throttle_mark_ns = 0;
+		return false;
+	}
+	now = uzs_now_ns();
+	if (now < e->throttle_off_until)
+		return false;
+	if (!e->throttle_mark_ns || e->resident_pages < e->throttle_mark_pages) {
+		e->throttle_mark_ns = now;      /* progress: wait on */
+		e->throttle_mark_pages = e->resident_pages;
+	} else if (now - e->throttle_mark_ns > THROTTLE_STALL_NS) {
+		e->throttle_mark_ns = 0;
+		e->throttle_off_until = now + THROTTLE_OFF_NS;
+		return false;
+	}
+	if (!e->kicked) {
+		e->kicked = true;
+		uzs_kick_reclaim(e);
+	}
+	pthread_mutex_unlock(&e->lock);
+	usleep(THROTTLE_STEP_US);
+	pthread_mutex_lock(&e->lock);
+	e->st.throttle_ns += uzs_now_ns() - now;
+	return true;
+}
+
 static void account_fault(struct uzs_engine *e, enum uzs_fault_kind kind,
 			  uint64_t t0)
 {
@@ -234,7 +285,14 @@ void uzs_poison_page(struct uzs_engine *e, uintptr_t addr, const char *why)
 		abort();
 }
 
-int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write)
+/* An object read ahead from the backing file, or none (obj NULL). */
+struct backed_read {
+	const void *obj;
+	long len;
+};
+
+static int restore(struct uzs_engine *e, uintptr_t addr, bool write,
+		   struct backed_read pre)
 {
 	struct uzs_pte *p = uzs_pt_lookup(e->pt, addr);
 	const void *src;
@@ -262,9 +320,13 @@ int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write)
 		src = e->fault_page;
 		break;
 	case UZS_PTE_BACKED:
-		len = uzs_backing_read(e->backing, p->val, e->fault_obj,
-				       UZS_PAGE_SIZE);
-		if (len < 0 || uzs_codec_decompress(e->fault_obj, (size_t)len,
+		if (!pre.obj) {
+			len = uzs_backing_read(e->backing, p->val, e->fault_obj,
+					       UZS_PAGE_SIZE);
+			pre = (struct backed_read){ e->fault_obj, len };
+		}
+		len = pre.len;
+		if (len < 0 || uzs_codec_decompress(pre.obj, (size_t)len,
 						    e->fault_page) != 0) {
 			/* Never zeros instead: the program gets SIGBUS on
 			 * this page, as after a failed swap-in. */
@@ -318,6 +380,36 @@ int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write)
 		mark_restored(e, p);
 	}
 	return rc;
+}
+
+int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write)
+{
+	return restore(e, addr, write, (struct backed_read){ NULL, 0 });
+}
+
+/*
+ * A page in the backing file: read its object with the lock dropped, so a
+ * slow disk stalls only this fault, not the reclaim thread and, through it,
+ * every other.  Only this thread changes a backed entry (events are read
+ * here; eviction only turns stored entries into backed ones), except the
+ * fork hook, which may restore the page meanwhile: so the entry is checked
+ * again under the lock, and if it changed the read is thrown away and the
+ * fault resolved afresh (-EAGAIN).  The object goes to a buffer of this
+ * thread's own, which the fork hook's restore never uses.
+ */
+static int restore_backed(struct uzs_engine *e, struct uzs_pte *p,
+			  uintptr_t addr, bool write)
+{
+	uint64_t loc = p->val;
+	long len;
+
+	pthread_mutex_unlock(&e->lock);
+	len = uzs_backing_read(e->backing, loc, e->backed_obj, UZS_PAGE_SIZE);
+	pthread_mutex_lock(&e->lock);
+	/* Table nodes are never freed: p is still the entry for addr. */
+	if (p->state != UZS_PTE_BACKED || p->val != loc)
+		return -EAGAIN;
+	return restore(e, addr, write, (struct backed_read){ e->backed_obj, len });
 }
 
 /* Zero-fill n pages at addr; done gets the bytes filled. */
@@ -418,6 +510,8 @@ static int resolve_fault(struct uzs_engine *e, const struct uffd_msg *m)
 		p = uzs_pt_lookup(e->pt, addr);
 	}
 	if (!p || p->state == UZS_PTE_NONE) {
+		if (hold_back_first_touch(e))
+			return -EAGAIN;
 		kind = UZS_FAULT_FIRST_TOUCH;
 		rc = first_touch(e, addr, write, &filled);
 	} else {
@@ -426,7 +520,8 @@ static int resolve_fault(struct uzs_engine *e, const struct uffd_msg *m)
 		       p->state == UZS_PTE_STORED   ? UZS_FAULT_STORED :
 		       p->state == UZS_PTE_BACKED   ? UZS_FAULT_BACKED :
 						      UZS_FAULT_STAGED;
-		rc = uzs_fault_restore(e, addr, write);
+		rc = p->state == UZS_PTE_BACKED ? restore_backed(e, p, addr, write)
+						: uzs_fault_restore(e, addr, write);
 	}
 	if (rc == -EAGAIN)
 		return rc;

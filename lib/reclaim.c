@@ -496,51 +496,6 @@ static bool pool_full(struct uzs_engine *e)
 	       uzs_pool_held_bytes(e->pool) + 2 * UZS_PAGE_SIZE > e->pool_cap;
 }
 
-size_t uzs_reclaim_victims(struct uzs_engine *e)
-{
-	struct staged batch[UZS_STAGING_PAGES];
-	size_t vi = 0, total = 0;
-
-	while (vi < e->nvictims && !e->takeouts_stopped && !pool_full(e)) {
-		unsigned n;
-
-		pthread_mutex_lock(&e->lock);
-		n = stage_batch(e, &vi, batch);
-		pthread_mutex_unlock(&e->lock);
-		if (!n)
-			continue;
-		compress_batch(e, batch, n);
-		pthread_mutex_lock(&e->lock);
-		commit_batch(e, batch, n);
-		pthread_mutex_unlock(&e->lock);
-		total += n;
-	}
-	return total;
-}
-
-/* ------------------------------------------------------ the thread */
-
-/* Sleep until timeout, a kick (returns true) or stop. */
-static bool wait_for_work(struct uzs_engine *e, uint64_t timeout_ns, bool *stop)
-{
-	struct pollfd fds[2] = {
-		{ .fd = e->kick_fd, .events = POLLIN },
-		{ .fd = e->stop_fd, .events = POLLIN },
-	};
-	int ms = (int)((timeout_ns + 999999u) / 1000000u);
-	bool kicked = false;
-
-	if (poll(fds, 2, ms) > 0) {
-		uint64_t v;
-
-		if (fds[1].revents)
-			*stop = true;
-		if (fds[0].revents && read(e->kick_fd, &v, sizeof(v)) == sizeof(v))
-			kicked = true;
-	}
-	return kicked;
-}
-
 /* Resident pages of the whole process, from /proc/self/statm (our own
  * buffer, no stdio); 0 if it cannot be read. */
 static uint64_t process_rss_pages(void)
@@ -572,34 +527,95 @@ static uint64_t process_rss_pages(void)
  * before the next scan finds its new mappings: the process's RSS is polled
  * every RSS_POLL_NS (a read of /proc/self/statm, a few microseconds), and
  * growth by a sixteenth of the limit since the last round starts a round.
+ * A round itself can take seconds (a big backlog, a busy machine), so it
+ * looks too, between batches, and registers new mappings at once: their
+ * first touches then come to the fault thread, which holds them back while
+ * the process is over the limit (fault.c), instead of filling memory
+ * unseen until the round ends.
  */
 #define RSS_POLL_NS (50u * 1000000u)
 
-static bool rss_grew(struct uzs_engine *e, uint64_t *last_rss)
+/* Pages the process grew by since the mark, if more than a sixteenth of
+ * the limit (the mark then moves), else 0. */
+static uint64_t rss_grew(struct uzs_engine *e)
 {
-	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, rss;
+	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, rss, grew;
 
 	if (!limit)
-		return false;
+		return 0;
 	rss = process_rss_pages();
-	if (rss > *last_rss + limit / 16) {
-		*last_rss = rss;
-		return true;
+	if (rss <= e->rss_mark + limit / 16)
+		return 0;
+	grew = rss - e->rss_mark;
+	e->rss_mark = rss;
+	return grew;
+}
+
+size_t uzs_reclaim_victims(struct uzs_engine *e)
+{
+	struct staged batch[UZS_STAGING_PAGES];
+	size_t vi = 0, total = 0;
+	uint64_t grew;
+
+	while (vi < e->nvictims && !e->takeouts_stopped && !pool_full(e)) {
+		unsigned n;
+
+		pthread_mutex_lock(&e->lock);
+		n = stage_batch(e, &vi, batch);
+		pthread_mutex_unlock(&e->lock);
+		if (!n)
+			continue;
+		compress_batch(e, batch, n);
+		pthread_mutex_lock(&e->lock);
+		commit_batch(e, batch, n);
+		grew = rss_grew(e);
+		if (grew) {
+			uzs_regions_refresh(e);
+			/* Counted by the next scan; until then, the fault
+			 * thread's estimate must not miss memory that grew
+			 * unseen (it decides whether to hold back). */
+			e->resident_pages += grew;
+		}
+		pthread_mutex_unlock(&e->lock);
+		total += n;
 	}
-	return false;
+	return total;
+}
+
+/* ------------------------------------------------------ the thread */
+
+/* Sleep until timeout, a kick (returns true) or stop. */
+static bool wait_for_work(struct uzs_engine *e, uint64_t timeout_ns, bool *stop)
+{
+	struct pollfd fds[2] = {
+		{ .fd = e->kick_fd, .events = POLLIN },
+		{ .fd = e->stop_fd, .events = POLLIN },
+	};
+	int ms = (int)((timeout_ns + 999999u) / 1000000u);
+	bool kicked = false;
+
+	if (poll(fds, 2, ms) > 0) {
+		uint64_t v;
+
+		if (fds[1].revents)
+			*stop = true;
+		if (fds[0].revents && read(e->kick_fd, &v, sizeof(v)) == sizeof(v))
+			kicked = true;
+	}
+	return kicked;
 }
 
 void *uzs_reclaim_thread_main(void *arg)
 {
 	struct uzs_engine *e = arg;
-	uint64_t next_scan = 0, last_rss = 0;
+	uint64_t next_scan = 0;
 	bool stop = false, kicked = false;
 
 	while (!stop) {
 		uint64_t now = uzs_now_ns(), wake;
 		bool timed = now >= next_scan;
 
-		if (timed || kicked || rss_grew(e, &last_rss)) {
+		if (timed || kicked || rss_grew(e)) {
 			/* Ages count scan intervals, so only timed scans age;
 			 * a kick (over the limit) just looks and chooses again. */
 			pthread_mutex_lock(&e->lock);
@@ -612,7 +628,7 @@ void *uzs_reclaim_thread_main(void *arg)
 			if (timed)
 				next_scan = now + e->cfg.scan_interval_ns;
 			if (e->cfg.limit)
-				last_rss = process_rss_pages();
+				e->rss_mark = process_rss_pages();
 		}
 		uzs_engine_publish(e);
 		now = uzs_now_ns();

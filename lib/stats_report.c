@@ -240,6 +240,11 @@ static void summary_takeouts(struct out *o, const struct uzs_engine_stats *s)
 	put_u64(o, s->refaults);
 	put_str(o, ", scans ");
 	put_u64(o, s->scans);
+	if (s->throttle_ns) {
+		/* Growth held back for the limit: the price of keeping it. */
+		put_str(o, ", first touches held back ");
+		put_us(o, s->throttle_ns);
+	}
 	line_end(o, l);
 }
 
@@ -433,6 +438,7 @@ size_t uzs_stats_json(const struct uzs_engine_stats *s, uint64_t pid,
 	json_u64(&o, "events_remap", s->events_remap);
 	json_u64(&o, "events_fork", s->events_fork);
 	json_u64(&o, "fork_thaws", s->fork_thaws);
+	json_u64(&o, "throttle_ns", s->throttle_ns);
 	json_u64(&o, "pages_backed", s->pages_backed);
 	json_u64(&o, "backing_file_bytes", s->backing_file_bytes);
 	json_u64(&o, "backing_disk_bytes", s->backing_disk_bytes);

@@ -249,6 +249,7 @@ static void sample_stats(struct uzs_engine_stats *s)
 	s->events_remap = 3;
 	s->events_fork = 4;
 	s->fork_thaws = 55;
+	s->throttle_ns = 56;
 	s->pages_backed = 300;
 	s->backing_file_bytes = 2ull << 20;
 	s->backing_disk_bytes = 1536ull << 10;
@@ -610,6 +611,7 @@ Test(json, fields_and_values)
 	cr_assert_eq(json_get(buf, "events_remap"), 3);
 	cr_assert_eq(json_get(buf, "events_fork"), 4);
 	cr_assert_eq(json_get(buf, "fork_thaws"), 55);
+	cr_assert_eq(json_get(buf, "throttle_ns"), 56);
 	cr_assert_eq(json_get(buf, "fault_count"), 1001);
 	cr_assert_eq(json_get(buf, "fault_sum_ns"), 1000 * 12345ull + 1500200);
 	cr_assert_eq(json_get(buf, "fault_max_ns"), 1500200);
