@@ -29,8 +29,10 @@
  *   verify  checks every record against what the build wrote plus the
  *           updates, and computes a checksum of all the data.
  *
- * Each phase line gives its wall time and the process's resident memory
- * (VmRSS) and peak resident memory (VmHWM, from /proc/self/status).  The
+ * Each phase line gives its wall time, the process's resident memory
+ * (VmRSS) and peak resident memory (VmHWM, from /proc/self/status), and the
+ * CPU time the whole process used in it (all threads, user and system: on a
+ * busy machine a steadier measure than wall time).  The
  * checksum depends only on --size, --hot-percent, --ops, --write-percent and
  * --seed, so it must be the same with and without uzswap; a record that
  * does not check out is reported and makes the exit status 1.
@@ -47,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -420,12 +423,35 @@ static long status_kib(const char *name)
 	return v;
 }
 
-/* One line per phase, easy to read and to pick apart with awk:
- *   phase NAME SECONDS s rss MiB MiB peak MiB MiB */
-static void report_phase(const char *name, double seconds)
+/* CPU seconds of the whole process so far. */
+static double cpu_s(void)
 {
-	printf("phase %-7s %9.3f s   rss %8.1f MiB   peak %8.1f MiB\n", name,
-	       seconds, status_kib("VmRSS") / 1024.0, status_kib("VmHWM") / 1024.0);
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+struct phase_start {
+	double wall, cpu;
+};
+
+static struct phase_start phase_begin(void)
+{
+	return (struct phase_start){ now_s(), cpu_s() };
+}
+
+/* One line per phase, easy to read and to pick apart with awk:
+ *   phase NAME SECONDS s rss MiB MiB peak MiB MiB cpu SECONDS s */
+static void report_phase(const char *name, struct phase_start t)
+{
+	double wall = now_s() - t.wall, cpu = cpu_s() - t.cpu;
+
+	printf("phase %-7s %9.3f s   rss %8.1f MiB   peak %8.1f MiB   cpu %8.3f s\n",
+	       name, wall, status_kib("VmRSS") / 1024.0,
+	       status_kib("VmHWM") / 1024.0, cpu);
 	fflush(stdout);
 }
 
@@ -553,7 +579,7 @@ int main(int argc, char **argv)
 	struct scan_result sr;
 	uint32_t *runs = NULL;
 	uint64_t nhot, bad, checksum;
-	double t;
+	struct phase_start t;
 
 	parse_options(argc, argv, &o);
 	s.nrecords = o.size_mib * ((uint64_t)1 << 20) / RECORD_SIZE;
@@ -564,13 +590,13 @@ int main(int argc, char **argv)
 	       o.ops, o.write_percent, o.seed);
 	fflush(stdout);
 
-	t = now_s();
+	t = phase_begin();
 	if (store_build(&s, o.seed) != 0) {
 		fprintf(stderr, "cache: out of memory building %" PRIu64 " MiB\n",
 			o.size_mib);
 		return 1;
 	}
-	report_phase("build", now_s() - t);
+	report_phase("build", t);
 	if (o.sleep_s)
 		sleep(o.sleep_s);
 
@@ -579,22 +605,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cache: out of memory\n");
 		return 1;
 	}
-	t = now_s();
+	t = phase_begin();
 	bad = hot_phase(&s, runs, nhot, o.ops, o.write_percent, o.seed);
-	report_phase("hot", now_s() - t);
+	report_phase("hot", t);
 
 	if (o.scan) {
-		t = now_s();
+		t = phase_begin();
 		scan_phase(&s, &sr);
-		report_phase("scan", now_s() - t);
+		report_phase("scan", t);
 		printf("scan: %" PRIu64 " hits, %" PRIu64 " records updated, "
 		       "score total %" PRId64 "\n", sr.hits, sr.updated, sr.score);
 		bad += sr.bad;
 	}
 
-	t = now_s();
+	t = phase_begin();
 	bad += verify_phase(&s, o.seed, &checksum);
-	report_phase("verify", now_s() - t);
+	report_phase("verify", t);
 
 	printf("hot set: %" PRIu64 " runs of %d records (%.1f MiB)\n", nhot,
 	       HOT_RUN, (double)(nhot * HOT_RUN * RECORD_SIZE) / (1 << 20));
