@@ -200,9 +200,10 @@ void uzs_evict_forget(struct uzs_engine *e, uint64_t loc);
 /* Write-protect [start, end) again, so that a write seen by a later scan is
  * known to have come after now.  Under e->lock. */
 void uzs_policy_rearm(struct uzs_engine *e, uintptr_t start, uintptr_t end);
-/* Learn which pages are resident and written, age them by one scan if
- * `age`, and choose e->victims.  Called without the lock. */
-void uzs_policy_scan(struct uzs_engine *e, bool age);
+/* Learn which pages are resident and written, age the others by age_by
+ * scan intervals (0 for a scan that only looks), and choose e->victims.
+ * Called without the lock. */
+void uzs_policy_scan(struct uzs_engine *e, unsigned age_by);
 
 /* engine.c */
 uint64_t uzs_now_ns(void);

@@ -8,7 +8,9 @@
  *    (UFFD_FEATURE_WP_ASYNC): a write to a protected page is let through by
  *    the kernel with no message, and PAGEMAP_SCAN reports it as WRITTEN and
  *    protects it again, all in one ioctl per region.  A page written since
- *    the last scan has age 0; any other resident page ages by one scan.
+ *    the last scan has age 0; any other resident page ages by the scan
+ *    intervals since the last timed scan (usually one; more when scans back
+ *    off, see reclaim.c).
  *
  *  - Reads, indirectly, by refault.  A page that is only read looks cold to
  *    the write signal; when it is taken out and then touched, the fault says
@@ -72,7 +74,8 @@ static bool in_ranges(const struct range_list *l, size_t *cursor, uintptr_t a)
 }
 
 struct scan_state {
-	bool age;                       /* a timed scan: age unwritten pages */
+	unsigned age_by;                /* scan intervals to age unwritten
+					 * pages by (0: a kicked scan) */
 	bool retry_unmovable;           /* clear UNMOVABLE flags this scan */
 	uint64_t hist[AGE_MAX + 1];     /* unprotected candidates by age */
 	uint64_t hist_protected[AGE_MAX + 1];
@@ -140,11 +143,13 @@ static void age_chunk(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 					q->age = 0;
 					q->flags &= (uint8_t)~(UZS_PTE_INCOMPRESSIBLE |
 							       UZS_PTE_UNMOVABLE);
-				} else if (s->age && q->age < AGE_MAX) {
-					q->age++;
+				} else if (s->age_by) {
+					q->age = (uint8_t)(q->age + s->age_by < AGE_MAX ?
+							   q->age + s->age_by : AGE_MAX);
 				}
-				if (q->protect && !w && s->age)
-					q->protect--;
+				if (!w && s->age_by)
+					q->protect = (uint8_t)(q->protect > s->age_by ?
+							       q->protect - s->age_by : 0);
 				/* A page MOVE refused (read-only then, pinned,
 				 * mlocked) is tried again now and then: the
 				 * reason may be gone without any write. */
@@ -369,15 +374,15 @@ static void collect_victims(struct uzs_engine *e, unsigned min_age,
 	}
 }
 
-void uzs_policy_scan(struct uzs_engine *e, bool age)
+void uzs_policy_scan(struct uzs_engine *e, unsigned age_by)
 {
 	struct scan_state s;
 	uint64_t need, cold_scans = 0;
 	unsigned min_age = AGE_MAX + 1, min_age_prot = AGE_MAX + 1;
 
 	memset(&s, 0, sizeof(s));
-	s.age = age;
-	s.retry_unmovable = age && e->st.scans % UNMOVABLE_RETRY_SCANS == 0;
+	s.age_by = age_by < AGE_MAX ? age_by : AGE_MAX;
+	s.retry_unmovable = age_by && e->st.scans % UNMOVABLE_RETRY_SCANS == 0;
 	age_all(e, &s);
 
 	if (e->cfg.cold_age_ns) {
