@@ -161,15 +161,13 @@ static int setup_uffds(struct uzs_engine *e, char *err, size_t errlen)
 
 static int setup_memory(struct uzs_engine *e)
 {
-	struct uzs_pool_config pc = { .numa_node = -1, .zspage_pages = 0 };
 	int rc;
 
 	uzs_evict_setup(e);
-	/* UZSWAP_POOL_MAX is the pool's hard cap: a store that meets it
+	/* UZSWAP_POOL_MAX is the pools' hard cap: a store that meets it
 	 * evicts first (reclaim.c), or fails if nothing can be evicted. */
 	e->pool_cap = e->cfg.pool_max;
-	pc.max_bytes = e->pool_cap;
-	rc = uzs_pool_create(&pc, &e->pool);
+	rc = uzs_pools_setup(e);
 	if (!rc)
 		rc = uzs_pt_create(&e->pt);
 	if (!rc)
@@ -280,9 +278,6 @@ fail:
 
 static void snapshot_locked(struct uzs_engine *e, struct uzs_engine_stats *out)
 {
-	struct uzs_pool_stats ps;
-
-	uzs_pool_stats(e->pool, &ps);
 	*out = e->st;
 	out->uptime_ns = uzs_now_ns() - e->start_ns;
 	out->managed_bytes = e->managed_pages << UZS_PAGE_SHIFT;
@@ -290,9 +285,8 @@ static void snapshot_locked(struct uzs_engine *e, struct uzs_engine_stats *out)
 	out->resident_bytes = (e->resident_pages < e->managed_pages ?
 			       e->resident_pages : e->managed_pages) << UZS_PAGE_SHIFT;
 	out->regions = e->nregions;
-	out->stored_bytes = ps.stored_bytes;
-	out->pool_bytes = ps.pool_bytes;
-	out->metadata_bytes = ps.metadata_bytes + uzs_pt_bytes(e->pt);
+	uzs_pools_snapshot(e, out);
+	out->metadata_bytes += uzs_pt_bytes(e->pt);
 	if (e->backing) {
 		struct uzs_backing_stats bs;
 

@@ -44,6 +44,18 @@ enum uzs_fault_kind {
 #define UZS_STATS_MAGIC 0x757a7377617073ull /* "uzswaps" */
 #define UZS_STATS_VERSION 3u
 
+/* Pools the stats describe one by one: as many as there can be (one per
+ * NUMA node, numa_topology.h), checked in pools.c. */
+#define UZS_STATS_MAX_POOLS 64
+
+struct uzs_pool_figures {
+	int64_t node;               /* the node whose pages it holds and its
+				     * memory is bound to; -1: one pool, all */
+	uint64_t pages_stored;      /* gauges, as the totals of the same names */
+	uint64_t stored_bytes;
+	uint64_t pool_bytes;
+};
+
 struct uzs_engine_stats {
 	uint64_t magic;
 	uint32_t version;
@@ -83,6 +95,12 @@ struct uzs_engine_stats {
 	uint64_t backing_errors;    /* failed writes and reads */
 
 	struct uzs_latency fault_latency; /* every fault on a page taken out */
+
+	/* version 3: the pools, one per NUMA node (or one); their figures add
+	 * up to pages_stored, stored_bytes and pool_bytes.  Entries from
+	 * npools on are zero. */
+	uint64_t npools;
+	struct uzs_pool_figures pool[UZS_STATS_MAX_POOLS];
 };
 
 /* Percentile (0..100) of a latency histogram, in ns (bucket upper bound). */
@@ -99,6 +117,14 @@ int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 
 /* Snapshot the counters (consistent enough for reporting). */
 void uzs_engine_stats(struct uzs_engine *e, struct uzs_engine_stats *out);
+
+/*
+ * Tests only: the NUMA topology the next uzs_engine_start uses instead of
+ * the machine's (a fake one, numa_topology.h), or NULL for the machine's.
+ * The topology must outlive the engine.
+ */
+struct uzs_numa_topology;
+void uzs_engine_set_topology(const struct uzs_numa_topology *t);
 
 /* pthread_atfork hooks: see engine.c on fork. */
 void uzs_engine_fork_prepare(struct uzs_engine *e);

@@ -7,6 +7,7 @@
  *   reclaim.c  taking pages out: staging, compression, storing
  *   policy.c   what is cold: page ages from write tracking and refaults
  *   evict.c    pool pages out to the backing file, when the pool is capped
+ *   pools.c    the pools, one per NUMA node, and where pages are restored
  *
  * Locking: one mutex, e->lock, covers the page table, the region table, the
  * staging slots and the gauges.  It is taken only by the engine's own threads
@@ -25,6 +26,7 @@
 
 struct uzs_stats_shm;
 #include "env_config.h"
+#include "numa_topology.h"
 #include "pagetable.h"
 #include "uffd.h"
 #include "uzswap.h"
@@ -101,9 +103,11 @@ struct uzs_engine {
 	pthread_mutex_t lock;
 	struct uzs_uffd app;    /* application memory: faults and events */
 	struct uzs_uffd stage;  /* the trash area: no events */
-	struct uzs_pool *pool;
+	struct uzs_pool *pools[UZS_NUMA_MAX_NODES]; /* numa.npools of them */
+	const struct uzs_numa_topology *topo;
+	struct uzs_numa_policy numa;
 	struct uzs_pagetable *pt;
-	uint64_t pool_cap;          /* the pool's own cap (bytes), 0 = none */
+	uint64_t pool_cap;          /* the pools' total cap (bytes), 0 = none */
 	struct uzs_backing *backing; /* NULL: no eviction (evict.c) */
 	bool backing_failed;        /* a write failed: evict no more */
 	struct uzs_evict_batch *evict_batch; /* reclaim thread's own */
@@ -127,6 +131,7 @@ struct uzs_engine {
 	unsigned char *zeros;       /* first-touch source for write faults */
 	struct uffd_msg *queue;     /* faults read but not yet resolved */
 	size_t qhead, qlen;
+	struct uzs_numa_pref fault_pref;
 
 	/* reclaim thread's own */
 	struct uzs_codec *codec;
@@ -134,6 +139,7 @@ struct uzs_engine {
 	uintptr_t *victims;         /* addresses chosen by the policy */
 	uint64_t rss_mark;          /* process RSS (pages) when last looked at */
 	size_t nvictims, victims_cap;
+	struct uzs_numa_pref reclaim_pref;
 
 	pthread_t fault_thread, reclaim_thread;
 	void *fault_stack, *reclaim_stack;
@@ -204,6 +210,44 @@ void uzs_policy_rearm(struct uzs_engine *e, uintptr_t start, uintptr_t end);
  * scan intervals (0 for a scan that only looks), and choose e->victims.
  * Called without the lock. */
 void uzs_policy_scan(struct uzs_engine *e, unsigned age_by);
+
+/* pools.c */
+/* Learn the topology, choose the pools (UZSWAP_NUMA) and create them. */
+int uzs_pools_setup(struct uzs_engine *e);
+/* Pool memory held by all pools. */
+uint64_t uzs_pools_held(struct uzs_engine *e);
+/* uzs_pool_alloc into pool, -ENOSPC past the pools' total cap. */
+int uzs_pools_alloc(struct uzs_engine *e, unsigned pool, const void *src,
+		    size_t len, uint64_t owner, uzs_handle_t *out);
+/* pools[i] = the pool for the page at pages[i], with one question to the
+ * topology (pages in staging: MOVE kept them on their node). */
+void uzs_pools_of_pages(struct uzs_engine *e, void *const *pages, size_t n,
+			uint8_t *pools);
+/* Make the calling service thread's next page allocations prefer the node
+ * of pool (-1: no preference, the process's policy), so that a page it
+ * copies back is restored where it was taken from.  pref is that thread's
+ * own. */
+void uzs_pools_place(struct uzs_engine *e, struct uzs_numa_pref *pref,
+		     int pool);
+/* Fill the pools' part of a stats snapshot: the byte figures of each pool
+ * and their totals, and metadata_bytes (the pools' part).  Under lock. */
+void uzs_pools_snapshot(struct uzs_engine *e, struct uzs_engine_stats *out);
+
+/* The pool of a page-table entry (ZERO, SAME, STORED or BACKED). */
+static inline struct uzs_pool *uzs_pte_pool(struct uzs_engine *e,
+					    const struct uzs_pte *p)
+{
+	return e->pools[p->pool];
+}
+
+/* A page of pool became STORED (+1) or stopped being (-1): the total and
+ * the pool's count move together.  Under lock. */
+static inline void uzs_count_stored(struct uzs_engine *e, unsigned pool,
+				    int delta)
+{
+	e->st.pages_stored += (uint64_t)(int64_t)delta;
+	e->st.pool[pool].pages_stored += (uint64_t)(int64_t)delta;
+}
 
 /* engine.c */
 uint64_t uzs_now_ns(void);

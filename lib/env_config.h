@@ -38,7 +38,8 @@
  *                          or "off"  (unlinked     "off" for nowhere (name a
  *                                    file in       file called off as ./off)
  *                                    $TMPDIR)
- *   UZSWAP_NUMA            bool      on            NUMA-aware pool placement
+ *   UZSWAP_NUMA            bool      on            a pool per NUMA node (see
+ *                                                  pools.c); off: one pool
  *
  * An empty value is the same as an unset variable.  When UZSWAP_DISABLE is
  * on, the other variables are not read at all.

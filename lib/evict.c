@@ -26,6 +26,12 @@
  *
  * A write that fails (disk full, EIO, file size limit) changes nothing: the
  * objects are still in the pool.  One warning says why, and eviction stops.
+ *
+ * With a pool per NUMA node (pools.c) the cap and the targets above are on
+ * their total, and each eviction takes the coldest zspage of the pool that
+ * holds the most.  The pools' LRUs share no clock, so the coldest zspage
+ * of all cannot be named; taking from the fullest pool never empties a
+ * node's small pool to make room in another's large one.
  */
 #include "config.h"
 
@@ -86,33 +92,35 @@ void uzs_evict_forget(struct uzs_engine *e, uint64_t loc)
 			(unsigned long long)loc);
 }
 
-/* Is this entry of the batch still a STORED page with that handle?  Under
- * e->lock. */
-static struct uzs_pte *stored_entry(struct uzs_engine *e,
+/* Is this entry of pool's batch still a STORED page with that handle?
+ * Under e->lock. */
+static struct uzs_pte *stored_entry(struct uzs_engine *e, unsigned pool,
 				    const struct uzs_evict_entry *en)
 {
 	struct uzs_pte *p = uzs_pt_lookup(e->pt, (uintptr_t)en->owner);
 
-	return p && p->state == UZS_PTE_STORED && p->val == en->handle ? p : NULL;
+	return p && p->state == UZS_PTE_STORED && p->pool == pool &&
+	       p->val == en->handle ? p : NULL;
 }
 
 /*
  * Copy out the batch's objects that are still ours and flag their entries.
  * Fills objs/which; returns how many.  Under e->lock.
  */
-static unsigned collect(struct uzs_engine *e, struct uzs_evict_batch *b,
-			struct uzs_backing_obj *objs, unsigned *which)
+static unsigned collect(struct uzs_engine *e, unsigned pool,
+			struct uzs_evict_batch *b, struct uzs_backing_obj *objs,
+			unsigned *which)
 {
 	size_t used = 0;
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < b->count; i++) {
-		struct uzs_pte *p = stored_entry(e, &b->entries[i]);
+		struct uzs_pte *p = stored_entry(e, pool, &b->entries[i]);
 		long len;
 
 		if (!p || (p->flags & UZS_PTE_WRITEBACK))
 			continue;
-		len = uzs_pool_read(e->pool, b->entries[i].handle,
+		len = uzs_pool_read(e->pools[pool], b->entries[i].handle,
 				    e->evict_buf + used, EVICT_BUF - used);
 		if (len <= 0)
 			continue;   /* no room left in this write: stays */
@@ -126,13 +134,13 @@ static unsigned collect(struct uzs_engine *e, struct uzs_evict_batch *b,
 
 /* After the write: each entry untouched since becomes BACKED.  Under
  * e->lock. */
-static void settle(struct uzs_engine *e, struct uzs_evict_batch *b,
-		   const unsigned *which, unsigned n, const uint64_t *locs,
-		   int rc)
+static void settle(struct uzs_engine *e, unsigned pool,
+		   struct uzs_evict_batch *b, const unsigned *which, unsigned n,
+		   const uint64_t *locs, int rc)
 {
 	for (unsigned k = 0; k < n; k++) {
 		const struct uzs_evict_entry *en = &b->entries[which[k]];
-		struct uzs_pte *p = stored_entry(e, en);
+		struct uzs_pte *p = stored_entry(e, pool, en);
 		bool ours = p && (p->flags & UZS_PTE_WRITEBACK);
 
 		if (ours)
@@ -145,17 +153,17 @@ static void settle(struct uzs_engine *e, struct uzs_evict_batch *b,
 		}
 		p->state = UZS_PTE_BACKED;
 		p->val = locs[k];
-		uzs_pool_free(e->pool, en->handle);
-		e->st.pages_stored--;
+		uzs_pool_free(e->pools[pool], en->handle);
+		uzs_count_stored(e, pool, -1);
 		e->st.pages_backed++;
 		e->st.backing_writes++;
 		e->st.backing_write_bytes += uzs_backing_loc_len(locs[k]);
 	}
 }
 
-/* Evict the coldest zspage: 0, -ENOENT (nothing to evict) or the write's
- * error. */
-static int evict_one(struct uzs_engine *e)
+/* Evict the coldest zspage of pool: 0, -ENOENT (nothing to evict) or the
+ * write's error. */
+static int evict_one(struct uzs_engine *e, unsigned pool)
 {
 	struct uzs_evict_batch *b = e->evict_batch;
 	struct uzs_backing_obj objs[UZS_POOL_MAX_ZSPAGE_OBJS];
@@ -163,15 +171,15 @@ static int evict_one(struct uzs_engine *e)
 	uint64_t locs[UZS_POOL_MAX_ZSPAGE_OBJS];
 	int rc = 0;
 
-	if (uzs_pool_evict_begin(e->pool, b) < 0)
+	if (uzs_pool_evict_begin(e->pools[pool], b) < 0)
 		return -ENOENT;
 	pthread_mutex_lock(&e->lock);
-	n = collect(e, b, objs, which);
+	n = collect(e, pool, b, objs, which);
 	pthread_mutex_unlock(&e->lock);
 	if (n)
 		rc = uzs_backing_write_batch(e->backing, objs, n, locs);
 	pthread_mutex_lock(&e->lock);
-	settle(e, b, which, n, locs, rc);
+	settle(e, pool, b, which, n, locs, rc);
 	e->st.evictions++;
 	if (rc) {
 		e->st.backing_errors++;
@@ -183,21 +191,46 @@ static int evict_one(struct uzs_engine *e)
 	pthread_mutex_unlock(&e->lock);
 	/* Objects not written (changed meanwhile, or the write failed) keep
 	 * the zspage, which goes back to the LRU. */
-	uzs_pool_evict_end(e->pool, b);
+	uzs_pool_evict_end(e->pools[pool], b);
 	return rc;
+}
+
+/* The pool holding the most, of those not in `spent` (bit i: pool i has
+ * nothing to evict); -1 if none holds anything. */
+static int fullest_pool(struct uzs_engine *e, uint64_t spent)
+{
+	uint64_t most = 0;
+	int best = -1;
+
+	for (unsigned i = 0; i < e->numa.npools; i++) {
+		uint64_t held = uzs_pool_held_bytes(e->pools[i]);
+
+		if (!(spent & (1ull << i)) && held > most) {
+			most = held;
+			best = (int)i;
+		}
+	}
+	return best;
 }
 
 size_t uzs_evict_pool(struct uzs_engine *e, uint64_t target)
 {
-	uint64_t before = uzs_pool_held_bytes(e->pool), held = before;
+	uint64_t before = uzs_pools_held(e), held = before, spent = 0;
 	/* Each zspage comes up once per call at most: one whose objects all
 	 * stay (moved by mremap, see below) must not be retried forever. */
 	size_t tries = before / UZS_PAGE_SIZE + 1;
 
 	while (held > target && tries-- && uzs_evict_possible(e)) {
-		if (evict_one(e) < 0)
+		int pool = fullest_pool(e, spent), rc;
+
+		if (pool < 0)
 			break;
-		held = uzs_pool_held_bytes(e->pool);
+		rc = evict_one(e, (unsigned)pool);
+		if (rc == -ENOENT)
+			spent |= 1ull << pool;
+		else if (rc < 0)
+			break;
+		held = uzs_pools_held(e);
 	}
 	return (size_t)((before > held ? before - held : 0) / UZS_PAGE_SIZE);
 }
@@ -210,7 +243,7 @@ void uzs_evict_round(struct uzs_engine *e)
 
 	if (!uzs_evict_possible(e))
 		return;
-	held = uzs_pool_held_bytes(e->pool);
+	held = uzs_pools_held(e);
 	if (e->cfg.pool_max && held > e->cfg.pool_max)
 		target = e->cfg.pool_max - e->cfg.pool_max / 16;
 	pthread_mutex_lock(&e->lock);

@@ -63,8 +63,8 @@ static void pte_clear(struct uzs_engine *e, struct uzs_pte *p)
 {
 	switch (p->state) {
 	case UZS_PTE_STORED:
-		uzs_pool_free(e->pool, p->val);
-		e->st.pages_stored--;
+		uzs_pool_free(uzs_pte_pool(e, p), p->val);
+		uzs_count_stored(e, p->pool, -1);
 		break;
 	case UZS_PTE_ZERO:
 		e->st.pages_zero--;
@@ -154,7 +154,7 @@ static void move_range(struct uzs_engine *e, uintptr_t from, uintptr_t to,
 			e->slots[dst->val].addr = to + off;
 		/* Eviction finds a page by the owner tag of its object. */
 		if (dst->state == UZS_PTE_STORED)
-			uzs_pool_set_owner(e->pool, dst->val, to + off);
+			uzs_pool_set_owner(uzs_pte_pool(e, dst), dst->val, to + off);
 		memset(src, 0, sizeof(*src));
 	}
 }
@@ -310,7 +310,8 @@ static int restore(struct uzs_engine *e, uintptr_t addr, bool write,
 		src = e->fault_page;
 		break;
 	case UZS_PTE_STORED:
-		len = uzs_pool_read(e->pool, p->val, e->fault_obj, UZS_PAGE_SIZE);
+		len = uzs_pool_read(uzs_pte_pool(e, p), p->val, e->fault_obj,
+				    UZS_PAGE_SIZE);
 		if (len < 0 || uzs_codec_decompress(e->fault_obj, (size_t)len,
 						    e->fault_page) != 0) {
 			uzs_poison_page(e, addr, "corrupt compressed data");
@@ -513,6 +514,7 @@ static int resolve_fault(struct uzs_engine *e, const struct uffd_msg *m)
 		if (hold_back_first_touch(e))
 			return -EAGAIN;
 		kind = UZS_FAULT_FIRST_TOUCH;
+		uzs_pools_place(e, &e->fault_pref, -1);
 		rc = first_touch(e, addr, write, &filled);
 	} else {
 		kind = p->state == UZS_PTE_ZERO     ? UZS_FAULT_ZERO :
@@ -520,6 +522,9 @@ static int resolve_fault(struct uzs_engine *e, const struct uffd_msg *m)
 		       p->state == UZS_PTE_STORED   ? UZS_FAULT_STORED :
 		       p->state == UZS_PTE_BACKED   ? UZS_FAULT_BACKED :
 						      UZS_FAULT_STAGED;
+		/* Back on its node (pools.c); a staged page's is not known. */
+		uzs_pools_place(e, &e->fault_pref,
+				kind == UZS_FAULT_STAGED ? -1 : p->pool);
 		rc = p->state == UZS_PTE_BACKED ? restore_backed(e, p, addr, write)
 						: uzs_fault_restore(e, addr, write);
 	}

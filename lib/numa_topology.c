@@ -31,7 +31,10 @@
  * staging page that UFFDIO_MOVE moves in) on the service thread's behalf,
  * following that thread's policy unless the mapping has a policy of its
  * own, which then wins, as it should.  "Preferred", not "bind": a full node
- * falls back to another rather than failing the fault.
+ * falls back to another rather than failing the fault.  No preference (-1)
+ * is the policy the process ran under when the topology was learned, which
+ * the service threads inherited (numactl --membind, say), not the kernel's
+ * default: a first touch after a restore must land where it did before.
  *
  * Real backend
  * ------------
@@ -80,19 +83,21 @@ static int real_current_node(const struct uzs_numa_topology *t)
 	return (int)node;
 }
 
+/* maxnode for a one-word node mask: one past the bits the kernel reads (a
+ * historical off-by-one that libnuma also follows). */
+#define MASK_MAXNODE ((unsigned long)(8 * sizeof(unsigned long) + 1))
+
 static int real_prefer_node(const struct uzs_numa_topology *t, int node)
 {
 	unsigned long mask = 0;
 
 	if (node < 0)
-		return syscall(SYS_set_mempolicy, MPOL_DEFAULT, NULL, 0) ? -errno : 0;
+		return syscall(SYS_set_mempolicy, t->base_mode, &t->base_nodes,
+			       MASK_MAXNODE) ? -errno : 0;
 	if ((unsigned)node >= t->nnodes)
 		return -EINVAL;
 	mask = 1ul << node;
-	/* maxnode counts one past the bits the kernel reads (a historical
-	 * off-by-one that libnuma also follows). */
-	if (syscall(SYS_set_mempolicy, MPOL_PREFERRED, &mask,
-		    (unsigned long)(8 * sizeof(mask) + 1)))
+	if (syscall(SYS_set_mempolicy, MPOL_PREFERRED, &mask, MASK_MAXNODE))
 		return -errno;
 	return 0;
 }
@@ -144,6 +149,13 @@ void uzs_numa_topology_real(struct uzs_numa_topology *t)
 		return;
 	}
 	t->ops = &real_ops;
+	/* The policy with no preference: this thread's, which the service
+	 * threads inherit.  Nodes past the first word: the default instead. */
+	if (syscall(SYS_get_mempolicy, &t->base_mode, &t->base_nodes,
+		    MASK_MAXNODE, NULL, 0ul)) {
+		t->base_mode = MPOL_DEFAULT;
+		t->base_nodes = 0;
+	}
 	max = numa_max_node();
 	t->nnodes = max < 0 ? 1 : max + 1 > UZS_NUMA_MAX_NODES
 				 ? UZS_NUMA_MAX_NODES : (unsigned)max + 1;

@@ -42,8 +42,9 @@ struct uzs_numa_ops {
 	/* The node the calling thread runs on now, or -errno. */
 	int (*current_node)(const struct uzs_numa_topology *t);
 	/* Make the calling thread's next page allocations prefer node (they
-	 * fall back to other nodes when it is full); -1: the default policy.
-	 * Returns 0 or -errno. */
+	 * fall back to other nodes when it is full); -1: no preference, the
+	 * policy the process had when the topology was learned (the real
+	 * backend; numactl's, say).  Returns 0 or -errno. */
 	int (*prefer_node)(const struct uzs_numa_topology *t, int node);
 };
 
@@ -53,14 +54,18 @@ struct uzs_numa_topology {
 				     * allocate (pools can be bound there) */
 	const struct uzs_numa_ops *ops;
 	void *priv;                 /* the fake backend's struct uzs_numa_fake */
+	int base_mode;              /* real backend: what prefer_node(-1) sets */
+	unsigned long base_nodes;   /* (the process's policy at setup) */
 	int16_t cpu_node[UZS_NUMA_MAX_CPUS]; /* real backend: -1 unknown */
 };
 
 /*
  * The real topology.  Call at setup (libnuma allocates with malloc while
- * answering); afterwards the ops make only system calls (move_pages,
- * getcpu, set_mempolicy) and are safe on the service threads.  Without
- * NUMA support (numa_available() < 0) it is one node holding everything.
+ * answering), on the thread that starts the service threads, whose memory
+ * policy they inherit and prefer_node(-1) restores; afterwards the ops make
+ * only system calls (move_pages, getcpu, set_mempolicy) and are safe on the
+ * service threads.  Without NUMA support (numa_available() < 0) it is one
+ * node holding everything.
  */
 void uzs_numa_topology_real(struct uzs_numa_topology *t);
 

@@ -42,7 +42,11 @@ struct uzs_pte {
 	uint8_t flags;
 	uint8_t protect;    /* scans of protection left after a refault */
 	uint8_t refaults;   /* times it came back by a fault, saturating */
-	uint8_t pad[3];
+	uint8_t pool;       /* ZERO, SAME, STORED, BACKED: the pool of the NUMA
+			     * node the page was on (pools.c), which holds a
+			     * STORED page's object and whose node the page is
+			     * restored on */
+	uint8_t pad[2];
 };
 
 struct uzs_pagetable;

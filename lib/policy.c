@@ -174,7 +174,7 @@ static uint64_t pages_over_limit(struct uzs_engine *e, uint64_t resident)
 
 	if (!limit)
 		return 0;
-	e->pool_bytes_seen = uzs_pool_held_bytes(e->pool);
+	e->pool_bytes_seen = uzs_pools_held(e);
 	used = resident + (e->pool_bytes_seen >> UZS_PAGE_SHIFT);
 	if (used <= limit)
 		return 0;

@@ -51,6 +51,7 @@
 
 struct staged {
 	unsigned slot;
+	uint8_t pool;           /* of the page's NUMA node (pools.c) */
 	bool lost;              /* the slot is empty: cannot happen */
 	struct uzs_compressed c;
 	uzs_handle_t handle;
@@ -301,17 +302,31 @@ static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 	return used;
 }
 
-/* Into the pool; a pool at its cap makes room by eviction if it can. */
-static int store(struct uzs_engine *e, const struct uzs_compressed *c,
+/* Into its pool; pools at their cap make room by eviction if they can. */
+static int store(struct uzs_engine *e, const struct staged *s,
 		 uintptr_t owner, uzs_handle_t *handle)
 {
-	int rc = uzs_pool_alloc(e->pool, c->data, c->len, owner, handle);
+	const struct uzs_compressed *c = &s->c;
+	int rc = uzs_pools_alloc(e, s->pool, c->data, c->len, owner, handle);
 
 	if (rc == -ENOSPC && e->cfg.pool_max && uzs_evict_possible(e)) {
 		uzs_evict_pool(e, e->cfg.pool_max - e->cfg.pool_max / 16);
-		rc = uzs_pool_alloc(e->pool, c->data, c->len, owner, handle);
+		rc = uzs_pools_alloc(e, s->pool, c->data, c->len, owner, handle);
 	}
 	return rc;
+}
+
+/* Which pool each staged page goes to: one question for the batch. */
+static void find_pools(struct uzs_engine *e, struct staged *b, unsigned n)
+{
+	void *pages[UZS_STAGING_PAGES];
+	uint8_t pools[UZS_STAGING_PAGES];
+
+	for (unsigned i = 0; i < n; i++)
+		pages[i] = e->staging + ((size_t)b[i].slot << UZS_PAGE_SHIFT);
+	uzs_pools_of_pages(e, pages, n, pools);
+	for (unsigned i = 0; i < n; i++)
+		b[i].pool = pools[i];
 }
 
 /* Compress and store every staged page.  No lock held: the slots are ours,
@@ -322,6 +337,7 @@ static void compress_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 	 * one look at the page map first (slots are 0..n-1). */
 	bool all = uzs_staging_holds(e, 0, n);
 
+	find_pools(e, b, n);
 	for (unsigned i = 0; i < n; i++) {
 		const void *page = e->staging + ((size_t)b[i].slot << UZS_PAGE_SHIFT);
 
@@ -334,16 +350,18 @@ static void compress_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 		}
 		uzs_codec_compress(e->codec, page, &b[i].c);
 		if (b[i].c.kind == UZS_PAGE_STORED)
-			b[i].store_rc = store(e, &b[i].c, e->slots[b[i].slot].addr,
+			b[i].store_rc = store(e, &b[i], e->slots[b[i].slot].addr,
 					      &b[i].handle);
 	}
 }
 
-/* Put a page that will not be stored back in place; one that did not
- * compress is not tried again until written.  Under e->lock, which is
- * dropped while a pending event is read by the fault thread. */
-static void put_back(struct uzs_engine *e, unsigned slot, bool incompressible)
+/* Put a page that will not be stored back in place, on its node; one
+ * that did not compress is not tried again until written.  Under e->lock,
+ * which is dropped while a pending event is read by the fault thread. */
+static void put_back(struct uzs_engine *e, unsigned slot, unsigned pool,
+		     bool incompressible)
 {
+	uzs_pools_place(e, &e->reclaim_pref, (int)pool);
 	for (;;) {
 		struct uzs_staging_slot *s = &e->slots[slot];
 		struct uzs_pte *p = uzs_pt_lookup(e->pt, s->addr);
@@ -440,7 +458,7 @@ static void commit_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 
 		if (!ours) {
 			if (b[i].handle)
-				uzs_pool_free(e->pool, b[i].handle);
+				uzs_pool_free(e->pools[b[i].pool], b[i].handle);
 			continue;
 		}
 		if (b[i].lost) {
@@ -454,6 +472,7 @@ static void commit_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 			continue;
 		}
 		e->st.compressed[b[i].c.kind]++;
+		p->pool = b[i].pool;
 		switch (b[i].c.kind) {
 		case UZS_PAGE_ZERO:
 			p->state = UZS_PTE_ZERO;
@@ -469,17 +488,18 @@ static void commit_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 			if (b[i].store_rc == 0) {
 				/* Tagged with the address at compress time; an
 				 * mremap since moved it (slot addr follows). */
-				uzs_pool_set_owner(e->pool, b[i].handle, s->addr);
+				uzs_pool_set_owner(e->pools[b[i].pool], b[i].handle,
+						   s->addr);
 				p->state = UZS_PTE_STORED;
 				p->val = b[i].handle;
-				e->st.pages_stored++;
+				uzs_count_stored(e, b[i].pool, 1);
 				break;
 			}
 			/* Pool full: keep the page, try again later. */
-			put_back(e, b[i].slot, false);
+			put_back(e, b[i].slot, b[i].pool, false);
 			continue;
 		case UZS_PAGE_INCOMPRESSIBLE:
-			put_back(e, b[i].slot, true);
+			put_back(e, b[i].slot, b[i].pool, true);
 			continue;
 		}
 		if (e->resident_pages)
@@ -493,7 +513,7 @@ static void commit_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 static bool pool_full(struct uzs_engine *e)
 {
 	return e->pool_cap && !uzs_evict_possible(e) &&
-	       uzs_pool_held_bytes(e->pool) + 2 * UZS_PAGE_SIZE > e->pool_cap;
+	       uzs_pools_held(e) + 2 * UZS_PAGE_SIZE > e->pool_cap;
 }
 
 /* Resident pages of the whole process, from /proc/self/statm (our own

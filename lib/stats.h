@@ -46,8 +46,8 @@ uint64_t uzs_stats_held_bytes(const struct uzs_engine_stats *s);
 double uzs_stats_effective_ratio(const struct uzs_engine_stats *s);
 
 /* Buffer sizes that any stats fit in (every counter at UINT64_MAX). */
-#define UZS_STATS_SUMMARY_MAX 2048
-#define UZS_STATS_JSON_MAX 8192
+#define UZS_STATS_SUMMARY_MAX 10240
+#define UZS_STATS_JSON_MAX 16384
 
 /*
  * Several lines for stderr, each "uzswap: ...\n".  Returns the bytes written,

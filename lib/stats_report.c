@@ -134,6 +134,13 @@ double uzs_stats_effective_ratio(const struct uzs_engine_stats *s)
 	return s->pool_bytes ? (double)uzs_stats_held_bytes(s) / (double)s->pool_bytes : 0;
 }
 
+/* The pools a snapshot describes, whatever a torn one says. */
+static unsigned pools_of(const struct uzs_engine_stats *s)
+{
+	return s->npools < UZS_STATS_MAX_POOLS ? (unsigned)s->npools
+					       : UZS_STATS_MAX_POOLS;
+}
+
 /* ---------------------------------------------------------------- summary */
 
 /* Summary lines go in whole or not at all: line_end takes back a line that
@@ -187,6 +194,28 @@ static void summary_held(struct out *o, const struct uzs_engine_stats *s)
 	put_bytes(o, s->stored_bytes);
 	put_str(o, " of it compressed data");
 	line_end(o, l);
+}
+
+/* A line per pool, when there are several (one per NUMA node). */
+static void summary_pools(struct out *o, const struct uzs_engine_stats *s)
+{
+	unsigned n = pools_of(s);
+
+	for (unsigned i = 0; n > 1 && i < n; i++) {
+		const struct uzs_pool_figures *f = &s->pool[i];
+		size_t l = line_begin(o);
+
+		put_str(o, f->node >= 0 ? "node " : "pool ");
+		put_u64(o, f->node >= 0 ? (uint64_t)f->node : i);
+		put_str(o, ": ");
+		put_u64(o, f->pages_stored);
+		put_str(o, " stored pages in ");
+		put_bytes(o, f->pool_bytes);
+		put_str(o, " of pool, ");
+		put_bytes(o, f->stored_bytes);
+		put_str(o, " of it compressed data");
+		line_end(o, l);
+	}
 }
 
 static void summary_ratio(struct out *o, const struct uzs_engine_stats *s)
@@ -341,6 +370,7 @@ size_t uzs_stats_summary(const struct uzs_engine_stats *s, char *buf, size_t len
 
 	summary_memory(&o, s);
 	summary_held(&o, s);
+	summary_pools(&o, s);
 	summary_ratio(&o, s);
 	summary_compressed(&o, s);
 	summary_takeouts(&o, s);
@@ -398,6 +428,37 @@ static void json_hist(struct out *o, const struct uzs_latency *lat)
 	put(o, "]", 1);
 }
 
+/*
+ * The pools as [{"node":N,"pages":P,"compressed_bytes":C,"memory_bytes":M}]
+ * (node null for an unbound pool): pages_stored, stored_bytes and
+ * pool_bytes of each, under names of their own so that a key names one
+ * figure in the line.
+ */
+static void json_pools(struct out *o, const struct uzs_engine_stats *s)
+{
+	unsigned n = pools_of(s);
+
+	json_key(o, "pools");
+	put(o, "[", 1);
+	for (unsigned i = 0; i < n; i++) {
+		const struct uzs_pool_figures *f = &s->pool[i];
+
+		put_str(o, i ? ",{\"node\":" : "{\"node\":");
+		if (f->node >= 0)
+			put_u64(o, (uint64_t)f->node);
+		else
+			put_str(o, "null");
+		put_str(o, ",\"pages\":");
+		put_u64(o, f->pages_stored);
+		put_str(o, ",\"compressed_bytes\":");
+		put_u64(o, f->stored_bytes);
+		put_str(o, ",\"memory_bytes\":");
+		put_u64(o, f->pool_bytes);
+		put(o, "}", 1);
+	}
+	put(o, "]", 1);
+}
+
 size_t uzs_stats_json(const struct uzs_engine_stats *s, uint64_t pid,
 		      char *buf, size_t len)
 {
@@ -423,6 +484,7 @@ size_t uzs_stats_json(const struct uzs_engine_stats *s, uint64_t pid,
 		put_ratio(&o, uzs_stats_effective_ratio(s), 3);
 	else
 		put_str(&o, "null");
+	json_pools(&o, s);
 	json_u64(&o, "compressed_zero", s->compressed[UZS_PAGE_ZERO]);
 	json_u64(&o, "compressed_same", s->compressed[UZS_PAGE_SAME]);
 	json_u64(&o, "compressed_stored", s->compressed[UZS_PAGE_STORED]);

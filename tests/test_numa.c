@@ -1,7 +1,7 @@
 /*
  * test_numa.c - the NUMA pool policy on injected topologies (1, 2 and 4
  * nodes, a CPU-only node, NUMA off, bad node numbers, failing queries), the
- * preferred-node cache, and a smoke test of the real backend on this
+ * preferred-node cache, and smoke tests of the real backend on this
  * machine.
  *
  * The fake topology places a "page" by its address: page k (at k * 4096)
@@ -14,7 +14,10 @@
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
+#include <numaif.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "numa_topology.h"
 
@@ -339,4 +342,26 @@ Test(numa, real_topology_answers_on_this_machine)
 			       ? (unsigned)__builtin_popcountll(real.mem_nodes) : 1u);
 	cr_log_info("this machine: %u node(s), memory on %#llx, %u pool(s)",
 		    real.nnodes, (unsigned long long)real.mem_nodes, p.npools);
+}
+
+/* No preference goes back to the process's own policy (numactl's, say),
+ * which the engine's threads inherit, not to the kernel's default. */
+Test(numa, real_no_preference_is_the_process_policy)
+{
+	static struct uzs_numa_topology real;
+	struct uzs_numa_pref pref = UZS_NUMA_PREF_INIT;
+	unsigned long bind = 1, nodes = 0;
+	int mode = -1;
+
+	/* Bound to node 0, which every machine has. */
+	cr_assert_eq(syscall(SYS_set_mempolicy, MPOL_BIND, &bind, 65ul), 0);
+	uzs_numa_topology_real(&real);
+	if (real.ops->prefer_node(&real, 0) != 0)
+		cr_skip_test("no NUMA support here");
+	cr_assert_eq(syscall(SYS_get_mempolicy, &mode, &nodes, 65ul, NULL, 0ul), 0);
+	cr_assert_eq(mode, MPOL_PREFERRED, "preferring a node changes the policy");
+	cr_assert_eq(uzs_numa_prefer(&real, &pref, -1), 0);
+	cr_assert_eq(syscall(SYS_get_mempolicy, &mode, &nodes, 65ul, NULL, 0ul), 0);
+	cr_assert_eq(mode, MPOL_BIND);
+	cr_assert_eq(nodes, 1);
 }

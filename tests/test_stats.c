@@ -261,6 +261,12 @@ static void sample_stats(struct uzs_engine_stats *s)
 	for (int i = 0; i < 1000; i++)
 		uzs_latency_add(&s->fault_latency, 12345);  /* 12.3 us */
 	uzs_latency_add(&s->fault_latency, 1500200);    /* 1500.2 us */
+	/* Two NUMA nodes' pools, adding up to the totals above. */
+	s->npools = 2;
+	s->pool[0] = (struct uzs_pool_figures){ 0, 200000, 150ull << 20,
+						192ull << 20 };
+	s->pool[1] = (struct uzs_pool_figures){ 1, 61120, 50ull << 20,
+						64ull << 20 };
 }
 
 /* Every counter at its largest, every bucket used: the longest output. */
@@ -270,6 +276,8 @@ static void huge_stats(struct uzs_engine_stats *s)
 	s->magic = UZS_STATS_MAGIC;
 	s->version = UZS_STATS_VERSION;
 	s->size = sizeof(*s);
+	for (unsigned i = 0; i < UZS_STATS_MAX_POOLS; i++)
+		s->pool[i].node = INT64_MAX;    /* the longest a node prints */
 }
 
 static bool contains(const char *hay, const char *needle)
@@ -319,6 +327,10 @@ Test(summary, contents)
 			"100 read back, 1 error",
 			"fault service p50 ", "p99 ", "max 1500.2 us (1001 faults)",
 			"events: 1 remove, 2 unmap, 3 remap, 4 fork (55 pages thawed)",
+			"node 0: 200000 stored pages in 192.0 MiB of pool, "
+			"150.0 MiB of it compressed data",
+			"node 1: 61120 stored pages in 64.0 MiB of pool, "
+			"50.0 MiB of it compressed data",
 		};
 		for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 			cr_assert(contains(buf, want[i]), "no \"%s\" in:\n%s", want[i], buf);
@@ -391,7 +403,22 @@ Test(summary, largest_fits)
 	assert_lines(buf, n);
 	for (size_t i = 0; i < n; i++)
 		lines += buf[i] == '\n';
-	cr_assert_eq(lines, 9, "%s", buf);
+	cr_assert_eq(lines, 9 + UZS_STATS_MAX_POOLS, "%s", buf);
+}
+
+/* One pool (UZSWAP_NUMA=off, or one node): the totals say it all. */
+Test(summary, no_pool_lines_for_one_pool)
+{
+	struct uzs_engine_stats s;
+	char buf[UZS_STATS_SUMMARY_MAX];
+
+	sample_stats(&s);
+	s.npools = 1;
+	s.pool[0] = (struct uzs_pool_figures){ -1, s.pages_stored, s.stored_bytes,
+					       s.pool_bytes };
+	uzs_stats_summary(&s, buf, sizeof(buf));
+	cr_assert(!contains(buf, "node "), "%s", buf);
+	cr_assert(!contains(buf, "pool 0"), "%s", buf);
 }
 
 /* No backing line for a process whose pool was never evicted. */
@@ -612,6 +639,10 @@ Test(json, fields_and_values)
 	cr_assert_eq(json_get(buf, "events_fork"), 4);
 	cr_assert_eq(json_get(buf, "fork_thaws"), 55);
 	cr_assert_eq(json_get(buf, "throttle_ns"), 56);
+	cr_assert(contains(buf, "\"pools\":[{\"node\":0,\"pages\":200000,"
+			  "\"compressed_bytes\":157286400,\"memory_bytes\":201326592},"
+			  "{\"node\":1,\"pages\":61120,\"compressed_bytes\":52428800,"
+			  "\"memory_bytes\":67108864}],"), "%s", buf);
 	cr_assert_eq(json_get(buf, "fault_count"), 1001);
 	cr_assert_eq(json_get(buf, "fault_sum_ns"), 1000 * 12345ull + 1500200);
 	cr_assert_eq(json_get(buf, "fault_max_ns"), 1500200);
@@ -643,7 +674,23 @@ Test(json, empty_stats)
 
 	assert_json_line(buf, n);
 	cr_assert(contains(buf, "\"effective_ratio\":null,"), "%s", buf);
+	cr_assert(contains(buf, "\"pools\":[],"), "%s", buf);
 	cr_assert(contains(buf, "\"fault_hist\":[]}"), "%s", buf);
+}
+
+Test(json, an_unbound_pool_has_no_node)
+{
+	struct uzs_engine_stats s;
+	char buf[UZS_STATS_JSON_MAX];
+	size_t n;
+
+	sample_stats(&s);
+	s.npools = 1;
+	s.pool[0] = (struct uzs_pool_figures){ -1, 7, 8, 9 };
+	n = uzs_stats_json(&s, 1, buf, sizeof(buf));
+	assert_json_line(buf, n);
+	cr_assert(contains(buf, "\"pools\":[{\"node\":null,\"pages\":7,"
+			  "\"compressed_bytes\":8,\"memory_bytes\":9}],"), "%s", buf);
 }
 
 Test(json, largest_fits)

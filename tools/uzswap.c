@@ -117,7 +117,7 @@ static const struct run_option options[] = {
 	  UZS_CONFIG_MIN_CUTOFF, UZS_CONFIG_MAX_CUTOFF,
 	  "keep pages that compress to more than SIZE" },
 	{ "numa", "on|off", "UZSWAP_NUMA", K_BOOL, NO_RANGE,
-	  "NUMA-aware pool placement" },
+	  "a pool per NUMA node; off: one pool" },
 	{ "stats", NULL, "UZSWAP_STATS", K_FLAG, NO_RANGE,
 	  "print a summary to stderr at exit" },
 	{ "stats-file", "PATH", "UZSWAP_STATS_FILE", K_PATH, NO_RANGE,
@@ -489,7 +489,9 @@ static const char env_help[] =
 "  UZSWAP_BACKING         dir, new file     a hidden file where evicted pages go; off: a\n"
 "                         name, or off      in $TMPDIR    full pool takes no more (./off:\n"
 "                                                         a file named off)\n"
-"  UZSWAP_NUMA            bool              on            NUMA-aware pool placement\n"
+"  UZSWAP_NUMA            bool              on            a pool per NUMA node, pages\n"
+"                                                         restored on their node; off:\n"
+"                                                         one pool\n"
 "  UZSWAP_PRELOAD_PATH    path              built in      the shim `uzswap run` preloads\n"
 "\n"
 "An empty variable counts as unset.  Forms (case-insensitive, no spaces):\n"
