@@ -299,7 +299,7 @@ static void snapshot_locked(struct uzs_engine *e, struct uzs_engine_stats *out)
 
 void uzs_engine_stats(struct uzs_engine *e, struct uzs_engine_stats *out)
 {
-	pthread_mutex_lock(&e->lock);
+	uzs_lock(e);
 	snapshot_locked(e, out);
 	pthread_mutex_unlock(&e->lock);
 }

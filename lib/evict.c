@@ -173,12 +173,12 @@ static int evict_one(struct uzs_engine *e, unsigned pool)
 
 	if (uzs_pool_evict_begin(e->pools[pool], b) < 0)
 		return -ENOENT;
-	pthread_mutex_lock(&e->lock);
+	uzs_lock(e);
 	n = collect(e, pool, b, objs, which);
 	pthread_mutex_unlock(&e->lock);
 	if (n)
 		rc = uzs_backing_write_batch(e->backing, objs, n, locs);
-	pthread_mutex_lock(&e->lock);
+	uzs_lock(e);
 	settle(e, pool, b, which, n, locs, rc);
 	e->st.evictions++;
 	if (rc) {
@@ -246,7 +246,7 @@ void uzs_evict_round(struct uzs_engine *e)
 	held = uzs_pools_held(e);
 	if (e->cfg.pool_max && held > e->cfg.pool_max)
 		target = e->cfg.pool_max - e->cfg.pool_max / 16;
-	pthread_mutex_lock(&e->lock);
+	uzs_lock(e);
 	used = (e->resident_pages << UZS_PAGE_SHIFT) + held;
 	stuck = e->limit_stuck;
 	pthread_mutex_unlock(&e->lock);

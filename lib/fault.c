@@ -219,7 +219,7 @@ static bool hold_back_first_touch(struct uzs_engine *e)
 	}
 	pthread_mutex_unlock(&e->lock);
 	usleep(THROTTLE_STEP_US);
-	pthread_mutex_lock(&e->lock);
+	uzs_lock_fault(e);
 	e->st.throttle_ns += uzs_now_ns() - now;
 	return true;
 }
@@ -406,7 +406,7 @@ static int restore_backed(struct uzs_engine *e, struct uzs_pte *p,
 
 	pthread_mutex_unlock(&e->lock);
 	len = uzs_backing_read(e->backing, loc, e->backed_obj, UZS_PAGE_SIZE);
-	pthread_mutex_lock(&e->lock);
+	uzs_lock_fault(e);
 	/* Table nodes are never freed: p is still the entry for addr. */
 	if (p->state != UZS_PTE_BACKED || p->val != loc)
 		return -EAGAIN;
@@ -620,7 +620,7 @@ static bool drain_queue(struct uzs_engine *e)
 			if (fetch_messages(e) <= 0 && ++again > 1000) {
 				pthread_mutex_unlock(&e->lock);
 				usleep(50);
-				pthread_mutex_lock(&e->lock);
+				uzs_lock_fault(e);
 			} else if (again > 10) {
 				sched_yield();
 			}
@@ -651,7 +651,7 @@ void *uzs_fault_thread_main(void *arg)
 			break;
 		if (!(fds[0].revents & POLLIN))
 			continue;
-		pthread_mutex_lock(&e->lock);
+		uzs_lock_fault(e);
 		fetch_messages(e);
 		bool alive = drain_queue(e);
 		pthread_mutex_unlock(&e->lock);

@@ -306,7 +306,7 @@ static void age_all(struct uzs_engine *e, struct scan_state *s)
 	for (;;) {
 		uintptr_t stop, wstop, pstop;
 
-		pthread_mutex_lock(&e->lock);
+		uzs_lock(e);
 		if (!next_span(e, cursor, &start, &end, &wp)) {
 			pthread_mutex_unlock(&e->lock);
 			return;
@@ -342,7 +342,7 @@ static void collect_victims(struct uzs_engine *e, unsigned min_age,
 	for (;;) {
 		uintptr_t stop;
 
-		pthread_mutex_lock(&e->lock);
+		uzs_lock(e);
 		if (!next_span(e, cursor, &start, &end, &wp)) {
 			pthread_mutex_unlock(&e->lock);
 			return;
@@ -393,7 +393,7 @@ void uzs_policy_scan(struct uzs_engine *e, unsigned age_by)
 			cold_scans = AGE_MAX;
 		min_age = min_age_prot = (unsigned)cold_scans;
 	}
-	pthread_mutex_lock(&e->lock);
+	uzs_lock(e);
 	e->resident_pages = s.resident;
 	e->st.scans++;
 	need = pages_over_limit(e, s.resident);
