@@ -46,13 +46,14 @@
  * A sweep walks a zspage's fragments through their handle slots, which lie
  * all over the handle table: one cache miss per fragment, microseconds per
  * sweep.  So the hole a free leaves is also remembered at once, exactly (the
- * unlink reads both neighbours anyway), in a small table of *recent holes*
- * (pool_layout.h).  An object that does not fit whole in the cursor's next
- * holes goes into the smallest recent hole that holds it, or is split over
+ * unlink reads both neighbours anyway), in a table of *known holes*
+ * (pool_layout.h), indexed by size; so are the holes the cursor leaves
+ * behind when it moves on.  An object that does not fit whole in the
+ * cursor's holes goes into the best-fitting known hole, or is split over
  * two of them; only when they cannot take it does the cursor move on.  In
  * steady state (a free for every alloc) nearly every alloc reuses a free's
- * hole without a sweep, and freed space anywhere in the pool is refilled,
- * not just the cursor's.
+ * hole without a sweep, and freed space anywhere in the pool is refilled
+ * before the pool grows, not just the cursor's.
  *
  * LRU and eviction
  * ----------------
@@ -398,31 +399,119 @@ static void slot_give(struct uzs_pool *p, uint32_t id, unsigned npages)
 	slot_list_push(p, &p->free_single, id);
 }
 
-/* -------------------------------------------------------- recent holes */
+/* -------------------------------------------------------- known holes */
+
+static uint32_t hsize_of(uint32_t len)
+{
+	return len >> HSIZE_SHIFT;
+}
+
+/* Put hole i at the tail of its size class: a class is filled in the
+ * order its holes were made (first fit among holes of one size). */
+static void hsize_link(struct uzs_pool *p, uint32_t i)
+{
+	struct recent_hole *r = &p->recent[i];
+	uint32_t c = hsize_of(r->len);
+
+	r->snext = NIL;
+	r->sprev = p->hsize_tail[c];
+	if (r->sprev != NIL)
+		p->recent[r->sprev].snext = i;
+	else
+		p->hsize_head[c] = i;
+	p->hsize_tail[c] = i;
+	p->hsize_bits[c / 64] |= 1ull << (c % 64);
+}
+
+static void hsize_unlink(struct uzs_pool *p, uint32_t i)
+{
+	struct recent_hole *r = &p->recent[i];
+	uint32_t c = hsize_of(r->len);
+
+	if (r->sprev != NIL)
+		p->recent[r->sprev].snext = r->snext;
+	else
+		p->hsize_head[c] = r->snext;
+	if (r->snext != NIL)
+		p->recent[r->snext].sprev = r->sprev;
+	else
+		p->hsize_tail[c] = r->sprev;
+	if (p->hsize_head[c] == NIL)
+		p->hsize_bits[c / 64] &= ~(1ull << (c % 64));
+}
+
+/* First non-empty size class >= from, or -1. */
+static int hsize_first_from(const struct uzs_pool *p, uint32_t from)
+{
+	for (uint32_t w = from / 64; w < HSIZE_WORDS; w++) {
+		uint64_t bits = p->hsize_bits[w];
+
+		if (w == from / 64)
+			bits &= ~0ull << (from % 64);
+		if (bits)
+			return (int)(w * 64 + (uint32_t)__builtin_ctzll(bits));
+	}
+	return -1;
+}
+
+/* Highest non-empty size class, or -1. */
+static int hsize_top(const struct uzs_pool *p)
+{
+	for (int w = HSIZE_WORDS - 1; w >= 0; w--)
+		if (p->hsize_bits[w])
+			return w * 64 + 63 - __builtin_clzll(p->hsize_bits[w]);
+	return -1;
+}
 
 static void recent_remove(struct uzs_pool *p, uint32_t i)
 {
-	p->recent[i] = p->recent[--p->nrecent];
+	struct recent_hole *r = &p->recent[i];
+	struct zspage *z = &p->zs[r->zspage];
+
+	hsize_unlink(p, i);
+	if (r->zprev != NIL)
+		p->recent[r->zprev].znext = r->znext;
+	else
+		z->holes = r->znext;
+	if (r->znext != NIL)
+		p->recent[r->znext].zprev = r->zprev;
+	r->zspage = NIL;
+	r->snext = p->recent_free;
+	p->recent_free = i;
+	p->nrecent--;
 }
 
-/* Forget the recent holes of zspage id inside [lo, hi). */
+/* Forget the known holes of zspage id inside [lo, hi). */
 static void recent_forget(struct uzs_pool *p, uint32_t id, uint32_t lo,
 			  uint32_t hi)
 {
-	for (uint32_t i = 0; i < p->nrecent;) {
+	for (uint32_t i = p->zs[id].holes, next; i != NIL; i = next) {
 		const struct recent_hole *r = &p->recent[i];
 
-		if (r->zspage == id && r->offset >= lo &&
-		    r->offset + r->len <= hi)
+		next = r->znext;
+		if (r->offset >= lo && r->offset + r->len <= hi)
 			recent_remove(p, i);
-		else
-			i++;
 	}
 }
 
 static void recent_forget_zspage(struct uzs_pool *p, uint32_t id)
 {
-	recent_forget(p, id, 0, ZSPAGE_MAX_BYTES);
+	while (p->zs[id].holes != NIL)
+		recent_remove(p, p->zs[id].holes);
+}
+
+/* A free record, or NIL when the table is full. */
+static uint32_t recent_get(struct uzs_pool *p)
+{
+	uint32_t i = p->recent_free;
+
+	if (i != NIL) {
+		p->recent_free = p->recent[i].snext;
+		return i;
+	}
+	if (p->recent_hwm == p->recent_cap)
+		return NIL;
+	return p->recent_hwm++;
 }
 
 /* Remember hole [lo, hi) of zspage id, after fragment prev.  When the table
@@ -431,28 +520,36 @@ static void recent_forget_zspage(struct uzs_pool *p, uint32_t id)
 static void recent_add(struct uzs_pool *p, uint32_t id, uint32_t lo,
 		       uint32_t hi, uint32_t prev)
 {
-	uint32_t i = p->nrecent;
+	struct zspage *z = &p->zs[id];
+	struct recent_hole *r;
+	uint32_t i;
 
 	if (hi - lo < MIN_SPLIT)
 		return;
-	if (i == RECENT_HOLES) {
-		i = 0;
-		for (uint32_t k = 1; k < RECENT_HOLES; k++)
-			if (p->recent[k].len < p->recent[i].len)
-				i = k;
-		if (p->recent[i].len >= hi - lo)
+	i = recent_get(p);
+	if (i == NIL) {
+		int c = hsize_first_from(p, 0);
+
+		if (c < 0 || p->recent[p->hsize_head[c]].len >= hi - lo)
 			return;
-	} else {
-		p->nrecent++;
+		recent_remove(p, p->hsize_head[c]);
+		i = recent_get(p);
 	}
-	p->recent[i] = (struct recent_hole){ id, (uint16_t)lo,
-					     (uint16_t)(hi - lo), prev };
+	r = &p->recent[i];
+	*r = (struct recent_hole){ id, (uint16_t)lo, (uint16_t)(hi - lo), prev,
+				   NIL, NIL, z->holes, NIL };
+	if (z->holes != NIL)
+		p->recent[z->holes].zprev = i;
+	z->holes = i;
+	hsize_link(p, i);
+	p->nrecent++;
 }
 
-/* Rename fragment reference from to to in the recent holes. */
-static void recent_rename(struct uzs_pool *p, uint32_t from, uint32_t to)
+/* Rename fragment reference from to to in the known holes of zspage id. */
+static void recent_rename(struct uzs_pool *p, uint32_t id, uint32_t from,
+			  uint32_t to)
 {
-	for (uint32_t i = 0; i < p->nrecent; i++)
+	for (uint32_t i = p->zs[id].holes; i != NIL; i = p->recent[i].znext)
 		if (p->recent[i].prev == from)
 			p->recent[i].prev = to;
 }
@@ -499,6 +596,7 @@ static uint32_t zspage_new(struct uzs_pool *p, uint32_t size, int *err)
 	z->flags = 0;
 	z->used = z->dust = z->nfrags = 0;
 	z->first = z->last = NIL;
+	z->holes = NIL;
 	z->bucket = -1;
 	z->bkt_prev = z->bkt_next = NIL;
 	z->stamp = 0;
@@ -636,7 +734,7 @@ static void frag_move(struct uzs_pool *p, uint32_t from, uint32_t to)
 		frag_at(p, t->next)->prev = to;
 	else
 		z->last = to;
-	recent_rename(p, from, to);
+	recent_rename(p, t->zspage, from, to);
 	if (t->zspage == p->cur.zspage)
 		for (uint32_t i = p->cur.at; i < p->cur.nholes; i++)
 			if (p->cur.holes[i].prev == from)
@@ -727,14 +825,36 @@ static void cursor_sweep(struct uzs_pool *p, uint32_t id)
 	p->st.sweeps++;
 }
 
-/* Stop filling the cursor: what it left is dust until something is freed
- * there. */
+/*
+ * Give up the cursor's remaining holes but hole `keep` (-1: none): they go
+ * to the known holes, so that objects the next zspage cannot take still
+ * find them.  Without this, every zspage the cursor passed kept what it
+ * could not use until a free there: most of the free space after churn.
+ * Not while compacting: the cursor may be a zspage still to be drained.
+ */
+static void cursor_spill(struct uzs_pool *p, int keep)
+{
+	struct cursor *c = &p->cur;
+	const struct zspage *z = &p->zs[c->zspage];
+
+	if (z->nfrags < zs_max_frags(z) && !p->compacting)
+		for (uint32_t i = c->at; i < c->nholes; i++)
+			if ((int)i != keep)
+				recent_add(p, c->zspage, c->holes[i].offset,
+					   c->holes[i].offset + c->holes[i].len,
+					   c->holes[i].prev);
+	c->at = c->nholes;
+}
+
+/* Stop filling the cursor: its free space is dust (not worth a sweep) until
+ * something is freed there, though its holes stay known (cursor_spill). */
 static void cursor_leave(struct uzs_pool *p)
 {
 	uint32_t id = p->cur.zspage;
 
 	if (id == NIL)
 		return;
+	cursor_spill(p, -1);
 	p->cur.zspage = NIL;
 	p->zs[id].dust = (uint16_t)zs_free(&p->zs[id]);
 	bucket_update(p, id);
@@ -840,7 +960,7 @@ static bool cursor_fits(struct uzs_pool *p, uint32_t len)
 	return z->nfrags < zs_max_frags(z) && hole_fit(&p->cur, len, -1, false) >= 0;
 }
 
-/* Whether recent hole i's zspage may take n more fragments. */
+/* Whether known hole i's zspage may take n more fragments. */
 static bool recent_has_room(const struct uzs_pool *p, uint32_t i, unsigned n)
 {
 	const struct zspage *z = &p->zs[p->recent[i].zspage];
@@ -848,38 +968,44 @@ static bool recent_has_room(const struct uzs_pool *p, uint32_t i, unsigned n)
 	return z->nfrags + n <= zs_max_frags(z);
 }
 
-/* Recent hole i: the smallest of at least len bytes, other than `not`; -1
- * if none.  Its zspage takes one more fragment: a zspage that reaches its
- * limit loses its recent holes (place_recent), so the descriptors need not
- * be read here, which would cost a cache miss per hole. */
-static int recent_fit(const struct uzs_pool *p, uint32_t len, int not)
+/*
+ * A known hole of at least len bytes, or NIL: the smallest of the first
+ * HSIZE_SCAN in len's own size class that holds it, else the newest of the
+ * next class up that has any.  Its zspage takes one more fragment: a
+ * zspage that reaches its limit loses its known holes (recent_stored), so
+ * the descriptors need not be read here.
+ */
+static uint32_t recent_fit(const struct uzs_pool *p, uint32_t len)
 {
-	int found = -1;
+	uint32_t c = hsize_of(len), found = NIL, n = 0;
+	int up;
 
-	for (uint32_t i = 0; i < p->nrecent; i++) {
+	for (uint32_t i = p->hsize_head[c]; i != NIL && n < HSIZE_SCAN;
+	     i = p->recent[i].snext, n++) {
 		const struct recent_hole *r = &p->recent[i];
 
-		if (r->len < len || (int)i == not)
-			continue;
-		if (found < 0 || r->len < p->recent[found].len)
-			found = (int)i;
+		if (r->len >= len &&
+		    (found == NIL || r->len < p->recent[found].len))
+			found = i;
 	}
-	return found;
+	if (found != NIL || c + 1 >= NHSIZES)
+		return found;
+	up = hsize_first_from(p, c + 1);
+	return up < 0 ? NIL : p->hsize_head[up];
 }
 
-/* The largest recent hole, if its zspage takes two more fragments; else
- * -1. */
-static int recent_largest(const struct uzs_pool *p)
+/* The newest of the largest known holes, if its zspage takes two more
+ * fragments; else NIL. */
+static uint32_t recent_largest(const struct uzs_pool *p)
 {
-	int found = -1;
+	int c = hsize_top(p);
 
-	for (uint32_t i = 0; i < p->nrecent; i++)
-		if (found < 0 || p->recent[i].len > p->recent[found].len)
-			found = (int)i;
-	return found >= 0 && recent_has_room(p, (uint32_t)found, 2) ? found : -1;
+	if (c < 0 || !recent_has_room(p, p->hsize_head[c], 2))
+		return NIL;
+	return p->hsize_head[c];
 }
 
-/* After a store into zspage id from the recent holes: one at its fragment
+/* After a store into zspage id from the known holes: one at its fragment
  * limit can take nothing more, so its holes go (see recent_fit). */
 static void recent_stored(struct uzs_pool *p, uint32_t id)
 {
@@ -890,9 +1016,12 @@ static void recent_stored(struct uzs_pool *p, uint32_t id)
 	bucket_update(p, id);
 }
 
-/* Link fragment ref as the first len bytes of recent hole i (which stays,
- * shorter, or goes).  The space was free and unswept, not dust: dust only
- * shrinks if the zspage no longer has that much free. */
+/*
+ * Link fragment ref as the first len bytes of known hole i, which stays,
+ * shorter (in its new size class), or goes.  The space may have been
+ * unswept or dust (a hole the cursor left): dust only shrinks if the
+ * zspage no longer has that much free.
+ */
 static void recent_take(struct uzs_pool *p, uint32_t ref, uint32_t i,
 			uint32_t len)
 {
@@ -904,53 +1033,53 @@ static void recent_take(struct uzs_pool *p, uint32_t ref, uint32_t i,
 	frag_link(p, ref, id, &h, len);
 	if (z->dust > zs_free(z))
 		z->dust = (uint16_t)zs_free(z);
+	if (h.len < MIN_SPLIT) {
+		recent_remove(p, i);
+		return;
+	}
+	hsize_unlink(p, i);
 	r->offset = h.offset;
 	r->len = h.len;
 	r->prev = h.prev;
+	hsize_link(p, i);
 }
 
 /*
- * Place object idx of len bytes in the recent holes: whole, in the smallest
- * that holds it; else split, its head filling the largest and its tail in
- * the smallest other that holds the rest.  False if they cannot take it.
+ * Place object idx of len bytes in the known holes: whole, in the best fit
+ * recent_fit finds; else split, its head filling the largest and its tail
+ * in the best fit for the rest among the others.  False if they cannot
+ * take it.
  */
 static bool place_recent(struct uzs_pool *p, uint32_t idx, uint32_t len)
 {
 	struct handle_slot *s = slot_at(p, idx);
-	int i = recent_fit(p, len, -1), j;
-	uint32_t hid, tid, head;
+	uint32_t i = recent_fit(p, len), j, hid, tid, head;
 
-	if (i >= 0) {
+	if (i != NIL) {
 		hid = p->recent[i].zspage;
-		recent_take(p, frag_ref(idx, 0), (uint32_t)i, len);
+		recent_take(p, frag_ref(idx, 0), i, len);
 		s->f[1].len = 0;
 		s->f[1].zspage = NIL;
-		if (!p->recent[i].len)
-			recent_remove(p, (uint32_t)i);
 		recent_stored(p, hid);
 		p->st.hole_fills++;
 		return true;
 	}
 	i = recent_largest(p);
-	if (i < 0)
+	if (i == NIL)
 		return false;
 	head = p->recent[i].len;
-	/* recent_largest left room for both fragments in the head's zspage. */
-	j = recent_fit(p, len - head, i);
-	if (j < 0)
+	/* Out of its size class while the tail looks: not the tail's hole. */
+	hsize_unlink(p, i);
+	j = recent_fit(p, len - head);
+	hsize_link(p, i);
+	if (j == NIL)
 		return false;
 	hid = p->recent[i].zspage;
 	tid = p->recent[j].zspage;
-	/* Tail first, as place() does: the head then links after it if both
-	 * are in one zspage and the tail's hole comes first. */
-	recent_take(p, frag_ref(idx, 1), (uint32_t)j, len - head);
-	recent_take(p, frag_ref(idx, 0), (uint32_t)i, head);
-	/* The head's hole is gone; remove the higher index first. */
-	if (p->recent[j].len == 0 && j > i)
-		recent_remove(p, (uint32_t)j);
-	recent_remove(p, (uint32_t)i);
-	if (j < i && p->recent[j].len == 0)
-		recent_remove(p, (uint32_t)j);
+	/* recent_largest left room for both fragments in the head's zspage.
+	 * Tail first, as place() does; the head takes its hole whole. */
+	recent_take(p, frag_ref(idx, 1), j, len - head);
+	recent_take(p, frag_ref(idx, 0), i, head);
 	recent_stored(p, hid);
 	if (tid != hid)
 		recent_stored(p, tid);
@@ -959,19 +1088,46 @@ static bool place_recent(struct uzs_pool *p, uint32_t idx, uint32_t len)
 }
 
 /*
+ * The tail of object idx (len bytes, its head reserved in hole *head of
+ * zspage head_z, which is no longer the cursor) into a known hole, then the
+ * head.  False if no known hole holds the rest.
+ */
+static bool place_tail_recent(struct uzs_pool *p, uint32_t idx, uint32_t len,
+			      uint32_t head_z, struct hole *head)
+{
+	uint32_t rest = len - head->len, j = recent_fit(p, rest), tid;
+
+	if (j == NIL)
+		return false;
+	tid = p->recent[j].zspage;
+	if (tid == head_z &&
+	    p->zs[tid].nfrags + 2u > zs_max_frags(&p->zs[tid]))
+		return false;
+	recent_take(p, frag_ref(idx, 1), j, rest);
+	frag_link_dust(p, frag_ref(idx, 0), head_z, head, head->len);
+	recent_stored(p, tid);
+	if (tid != head_z)
+		recent_stored(p, head_z);
+	p->st.hole_fills++;
+	return true;
+}
+
+/*
  * Find room for an object of len bytes in slot idx and link its fragments
  * (no bytes copied):
  *  1. whole, in the cursor's first hole that holds it;
- *  2. else in the recent holes (place_recent), whole or split;
+ *  2. else in the known holes (place_recent), whole or split;
  *  3. else split in the cursor: head filling its largest hole, tail in the
  *     smallest other hole that holds the rest;
- *  4. else the head fills its largest hole, the cursor moves on, and the
- *     tail goes into the first hole of the next zspage that holds the rest
- *     (when none does, the head is given up and the object starts over
- *     there).  What the cursor leaves behind is dust until a free there.
- * Returns false with *err set, and nothing linked, if a fresh zspage was
- * needed but not allowed (may_grow false: compaction) or not possible (the
- * size limit).
+ *  4. else the head fills its largest hole and the cursor moves on; the
+ *     tail goes into a known hole that holds the rest, else the first hole
+ *     of the next zspage that does (when none does, the head is given up
+ *     and the object starts over there).
+ * Whenever the cursor has no hole left, the known holes are tried before
+ * another zspage is swept or a fresh one made: free space anywhere is
+ * filled before the pool grows.  Returns false with *err set, and nothing
+ * linked, if a fresh zspage was needed but not allowed (may_grow false:
+ * compaction) or not possible (the size limit).
  */
 static bool place(struct uzs_pool *p, uint32_t idx, uint32_t len,
 		  bool may_grow, int *err)
@@ -979,18 +1135,30 @@ static bool place(struct uzs_pool *p, uint32_t idx, uint32_t len,
 	struct cursor *c = &p->cur;
 	struct hole head = { 0, 0, NIL };
 	uint32_t head_z = NIL;
-	bool head_reused = false;
+	bool head_reused = false, tried = false;
 
-	if (!cursor_fits(p, len) && place_recent(p, idx, len))
-		return true;
+	if (!cursor_fits(p, len)) {
+		if (place_recent(p, idx, len))
+			return true;
+		tried = true;
+	}
 	for (;;) {
 		uint32_t id = c->zspage;
 		struct zspage *z;
 		int i, j;
 
 		if (!cursor_hole(p)) {
+			if (head_z != NIL ?
+			    place_tail_recent(p, idx, len, head_z, &head) :
+			    !tried && place_recent(p, idx, len))
+				return true;
+			tried = true;
 			if (!cursor_advance(p, len, head_z != NIL ?
 					    len - head.len : 0, may_grow, err)) {
+				if (head_z != NIL)
+					recent_add(p, head_z, head.offset,
+						   head.offset + head.len,
+						   head.prev);
 				zspage_undust(p, head_z);
 				return false;
 			}
@@ -1008,11 +1176,14 @@ static bool place(struct uzs_pool *p, uint32_t idx, uint32_t len,
 					  len - head.len);
 				frag_link_dust(p, frag_ref(idx, 0), head_z,
 					       &head, head.len);
-				bucket_update(p, head_z);
+				recent_stored(p, head_z);
 				p->st.hole_fills += head_reused;
 				return true;
 			}
-			head_z = NIL;       /* the rest does not fit: dust */
+			/* The rest does not fit: the head's hole is free again. */
+			recent_add(p, head_z, head.offset,
+				   head.offset + head.len, head.prev);
+			head_z = NIL;
 		}
 		i = hole_fit(c, len, -1, false);
 		if (i >= 0) {
@@ -1038,11 +1209,17 @@ static bool place(struct uzs_pool *p, uint32_t idx, uint32_t len,
 		head = c->holes[i];
 		head_z = id;
 		head_reused = c->reused;
-		c->at = c->nholes;
+		cursor_spill(p, i);
+		cursor_leave(p);
 	}
 }
 
 /* ------------------------------------------------------------ public API */
+
+static size_t recent_bytes(const struct uzs_pool *p)
+{
+	return (size_t)p->recent_cap * sizeof(struct recent_hole);
+}
 
 int uzs_pool_create(const struct uzs_pool_config *config,
 		    struct uzs_pool **out)
@@ -1069,7 +1246,9 @@ int uzs_pool_create(const struct uzs_pool_config *config,
 	p->arena_pages = (p->max_pages + 1) * 2;
 	p->arena = uzs_region_reserve((size_t)p->arena_pages * UZS_PAGE_SIZE);
 	p->zs = uzs_region_reserve((size_t)p->arena_pages * sizeof(struct zspage));
-	if (!p->arena || !p->zs)
+	p->recent_cap = HOLES_MAX;
+	p->recent = uzs_region_reserve(recent_bytes(p));
+	if (!p->arena || !p->zs || !p->recent)
 		goto fail;
 	if (config->numa_node >= 0) {
 		unsigned long mask[16] = { 0 };
@@ -1092,9 +1271,17 @@ int uzs_pool_create(const struct uzs_pool_config *config,
 	for (unsigned b = 0; b < NBUCKETS; b++)
 		p->bucket_head[b] = NIL;
 	p->handle_free = NIL;
+	p->recent_free = NIL;
+	for (unsigned c = 0; c < NHSIZES; c++)
+		p->hsize_head[c] = p->hsize_tail[c] = NIL;
+	/* The table's first page is counted from the start (metadata_in_use):
+	 * touch it, so that the count is what is resident. */
+	memset(p->recent, 0, UZS_PAGE_SIZE < recent_bytes(p) ?
+			     UZS_PAGE_SIZE : recent_bytes(p));
 	*out = p;
 	return 0;
 fail:
+	uzs_region_unreserve(p->recent, recent_bytes(p));
 	uzs_region_unreserve(p->zs, (size_t)p->arena_pages * sizeof(struct zspage));
 	uzs_region_unreserve(p->arena, (size_t)p->arena_pages * UZS_PAGE_SIZE);
 	uzs_region_unreserve(p, sizeof(*p));
@@ -1108,6 +1295,7 @@ void uzs_pool_destroy(struct uzs_pool *p)
 	for (uint32_t c = 0; c < HCHUNK_MAX && p->hchunk[c]; c++)
 		uzs_region_unreserve(p->hchunk[c],
 				     HCHUNK_SLOTS * sizeof(struct handle_slot));
+	uzs_region_unreserve(p->recent, recent_bytes(p));
 	uzs_region_unreserve(p->zs, (size_t)p->arena_pages * sizeof(struct zspage));
 	uzs_region_unreserve(p->arena, (size_t)p->arena_pages * UZS_PAGE_SIZE);
 	pthread_mutex_destroy(&p->lock);
@@ -1451,7 +1639,8 @@ static void sort_u64(uint64_t *k, size_t n)
  * The zspages worth emptying, emptiest first: at most three quarters full,
  * not being evicted.  Each is (used << 32 | id) in keys[]; returns how many.
  * Every zspage's dust is cleared on the way, so that each hole in the pool
- * can take the objects moved.
+ * can take the objects moved (found by sweeps; the known holes keep only
+ * those of fuller zspages, and the cursor spills none while compacting).
  */
 static size_t compact_candidates(struct uzs_pool *p, uint64_t *keys)
 {
@@ -1465,8 +1654,12 @@ static size_t compact_candidates(struct uzs_pool *p, uint64_t *keys)
 			continue;
 		z->dust = 0;
 		bucket_update(p, id);
-		if (z->used * 4u <= zs_capacity(z) * 3u)
+		if (z->used * 4u <= zs_capacity(z) * 3u) {
 			keys[n++] = (uint64_t)z->used << 32 | id;
+			/* Not a target through its known holes: objects moved
+			 * there would move again when it is drained. */
+			recent_forget_zspage(p, id);
+		}
 	}
 	sort_u64(keys, n);
 	return n;
@@ -1494,6 +1687,7 @@ size_t uzs_pool_compact(struct uzs_pool *p)
 	}
 	held0 = p->pages_held;
 	moved0 = p->st.compacted_objects;
+	p->compacting = true;
 	n = compact_candidates(p, keys);
 	for (size_t i = 0; i < n && !no_room; i++) {
 		uint32_t id = (uint32_t)keys[i];
@@ -1509,6 +1703,7 @@ size_t uzs_pool_compact(struct uzs_pool *p)
 			break;
 		compact_drain(p, id, &no_room);
 	}
+	p->compacting = false;
 	released = held0 - p->pages_held;
 	if (p->st.compacted_objects != moved0) {
 		p->st.compactions++;
@@ -1521,10 +1716,21 @@ size_t uzs_pool_compact(struct uzs_pool *p)
 
 /* ---------------------------------------------------------------- stats */
 
+/* The known-hole table's pages touched so far: its first page from the
+ * start, then whole pages as the high-water mark reaches them.  Counting
+ * pages, not records, keeps the figure from moving with every hole. */
+static uint64_t recent_in_use(const struct uzs_pool *p)
+{
+	uint64_t bytes = (uint64_t)p->recent_hwm * sizeof(struct recent_hole);
+
+	bytes = (bytes + UZS_PAGE_SIZE - 1) & ~(uint64_t)(UZS_PAGE_SIZE - 1);
+	return bytes ? bytes : UZS_PAGE_SIZE;
+}
+
 /*
  * Memory outside pool pages that the pool has touched: the handle slots
  * below the high-water mark, the zspage descriptors below the arena's
- * high-water mark, and the pool structure up to the chunk directory entries
+ * high-water mark, the known-hole table, and the pool structure up to the chunk directory entries
  * in use (the rest of what is reserved is never touched, so never backed).
  */
 static uint64_t metadata_in_use(const struct uzs_pool *p)
@@ -1533,6 +1739,7 @@ static uint64_t metadata_in_use(const struct uzs_pool *p)
 
 	return (uint64_t)p->handles_hwm * sizeof(struct handle_slot) +
 	       (uint64_t)p->arena_bump * sizeof(struct zspage) +
+	       recent_in_use(p) +
 	       offsetof(struct uzs_pool, hchunk) +
 	       (uint64_t)chunks * sizeof(p->hchunk[0]) +
 	       (sizeof(*p) - offsetof(struct uzs_pool, handles_hwm));

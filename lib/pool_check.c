@@ -109,38 +109,83 @@ bad:
 	return -EUCLEAN;
 }
 
-/* Each recent hole is free space between the fragments it names, in a
- * zspage allocation may fill, and no two overlap. */
+/* Known hole i is free space between the fragments it names, in a zspage
+ * allocation may fill. */
+static int check_hole(struct uzs_pool *p, uint32_t i)
+{
+	const struct recent_hole *h = &p->recent[i];
+	const struct zspage *z = &p->zs[h->zspage];
+	uint32_t next, end = h->offset + h->len;
+
+	CHECK(h->zspage < p->arena_bump && z->npages && h->len >= MIN_SPLIT);
+	CHECK(z->nfrags < zs_max_frags(z));
+	CHECK(!(z->flags & (ZS_ISOLATED | ZS_DRAINING)));
+	CHECK(h->zspage != p->cur.zspage && end <= zs_capacity(z));
+	if (h->prev != NIL) {
+		const struct frag *f = frag_at(p, h->prev);
+
+		CHECK(f->len && f->zspage == h->zspage);
+		CHECK(f->offset + f->len <= h->offset);
+		next = f->next;
+	} else {
+		next = z->first;
+	}
+	if (next != NIL)
+		CHECK(frag_at(p, next)->offset >= end);
+	return 0;
+bad:
+	return -EUCLEAN;
+}
+
+/*
+ * The known holes: each zspage's list holds sane holes, no two of which
+ * overlap; the size classes hold exactly the same holes, each in the class
+ * its length names; free records account for the rest.
+ */
 static int check_recent(struct uzs_pool *p)
 {
-	CHECK(p->nrecent <= RECENT_HOLES);
-	for (uint32_t i = 0; i < p->nrecent; i++) {
-		const struct recent_hole *h = &p->recent[i];
-		const struct zspage *z = &p->zs[h->zspage];
-		uint32_t next, end = h->offset + h->len;
+	uint64_t listed = 0, sized = 0, nfree = 0;
 
-		CHECK(h->zspage < p->arena_bump && z->npages && h->len);
-		CHECK(z->nfrags < zs_max_frags(z));
-		CHECK(!(z->flags & (ZS_ISOLATED | ZS_DRAINING)));
-		CHECK(h->zspage != p->cur.zspage && end <= zs_capacity(z));
-		if (h->prev != NIL) {
-			const struct frag *f = frag_at(p, h->prev);
+	CHECK(p->nrecent <= p->recent_hwm && p->recent_hwm <= p->recent_cap);
+	for (uint32_t id = 0; id < p->arena_bump; id++) {
+		const struct zspage *z = &p->zs[id];
 
-			CHECK(f->len && f->zspage == h->zspage);
-			CHECK(f->offset + f->len <= h->offset);
-			next = f->next;
-		} else {
-			next = z->first;
-		}
-		if (next != NIL)
-			CHECK(frag_at(p, next)->offset >= end);
-		for (uint32_t k = 0; k < i; k++) {
-			const struct recent_hole *o = &p->recent[k];
+		if (!z->npages)
+			continue;
+		for (uint32_t i = z->holes, prev = NIL; i != NIL;
+		     prev = i, i = p->recent[i].znext) {
+			const struct recent_hole *h = &p->recent[i];
 
-			CHECK(o->zspage != h->zspage || o->offset >= end ||
-			      o->offset + o->len <= h->offset);
+			CHECK(i < p->recent_hwm && listed++ < p->nrecent);
+			CHECK(h->zspage == id && h->zprev == prev);
+			if (check_hole(p, i))
+				goto bad;
+			for (uint32_t k = z->holes; k != i; k = p->recent[k].znext) {
+				const struct recent_hole *o = &p->recent[k];
+
+				CHECK(o->offset >= h->offset + h->len ||
+				      o->offset + o->len <= h->offset);
+			}
 		}
 	}
+	for (uint32_t c = 0; c < NHSIZES; c++) {
+		bool bit = p->hsize_bits[c / 64] >> (c % 64) & 1;
+
+		CHECK(bit == (p->hsize_head[c] != NIL));
+		for (uint32_t i = p->hsize_head[c], prev = NIL; i != NIL;
+		     prev = i, i = p->recent[i].snext) {
+			CHECK(i < p->recent_hwm && sized++ < p->nrecent);
+			CHECK(p->recent[i].zspage != NIL);
+			CHECK(p->recent[i].sprev == prev);
+			CHECK((p->recent[i].len >> HSIZE_SHIFT) == c);
+		}
+	}
+	for (uint32_t i = p->recent_free; i != NIL; i = p->recent[i].snext) {
+		CHECK(i < p->recent_hwm && nfree++ < p->recent_hwm);
+		CHECK(p->recent[i].zspage == NIL);
+	}
+	CHECK(listed == p->nrecent && sized == p->nrecent);
+	CHECK(nfree + p->nrecent == p->recent_hwm);
 	return 0;
 bad:
 	return -EUCLEAN;

@@ -90,23 +90,47 @@ struct zspage {
 	uint8_t npages;         /* 0 = no zspage here, else 1 or 2 */
 	uint8_t npages_cached;  /* pages of the cached empty zspage here */
 	uint8_t flags;
+	uint32_t holes;         /* its known holes (struct recent_hole) */
 };
 
 /*
- * Holes that frees made lately, known exactly: a free unlinks its fragment
- * between its neighbours, so the hole it leaves (merged with the free space
- * around it) costs nothing to compute then.  Allocation fills these first,
- * so that in steady state an alloc reuses a free's hole without a sweep.
- * 32 entries of 12 B stay in L1 and are scanned whole per alloc; more
- * found no more fits on the bench's traces.  Holes smaller than MIN_SPLIT
- * are not kept: they are left to the sweeps.
+ * Known holes: free extents of zspages other than the cursor's, known
+ * exactly, so that allocation can fill them without a sweep.  A free
+ * unlinks its fragment between its neighbours, so the hole it leaves
+ * (merged with the free space around it) costs nothing to compute then;
+ * and when the cursor moves on, the holes it could not use are known too.
+ * Allocation fills these before it sweeps another zspage or grows the
+ * pool, which is what keeps churn from leaving free space behind.
+ *
+ * Each hole is on two lists: its size class (16 B wide, oldest first, with
+ * a bitmap of the non-empty ones), which finds a fitting hole in O(1), and
+ * its zspage's, which finds the holes a change to that zspage invalidates
+ * without a scan of the table.  Holes smaller than MIN_SPLIT are not kept:
+ * they are left to the sweeps.  Records live in a table reserved at pool
+ * creation and touched as used.
  */
-#define RECENT_HOLES 32u
+#define HSIZE_SHIFT 4u
+#define NHSIZES ((ZSPAGE_MAX_BYTES >> HSIZE_SHIFT) + 1)
+#define HSIZE_WORDS ((NHSIZES + 63) / 64)
+/*
+ * Holes known at most.  When the table is full the smallest hole makes
+ * room, so it keeps the largest: the ones whole objects and split heads
+ * need.  Small holes are better left to the sweeps, which see them next to
+ * the free space around them: on the bench's churn, a table of every hole
+ * (tens of thousands) packed real heap sizes worse (0.95) than one of
+ * 512..4096 (0.983..0.984); 1024 did well on every trace.
+ */
+#define HOLES_MAX 1024u
+/* Entries of the size class an object falls in looked at for the best
+ * fit; past them, the next class up gives a fit at once. */
+#define HSIZE_SCAN 8u
 
 struct recent_hole {
-	uint32_t zspage;
+	uint32_t zspage;        /* NIL while the record is free */
 	uint16_t offset, len;
 	uint32_t prev;          /* fragment reference, or NIL at offset 0 */
+	uint32_t snext, sprev;  /* size class list; snext links free records */
+	uint32_t znext, zprev;  /* the zspage's list */
 };
 
 /* A free extent of the cursor's zspage, and the fragment just before it. */
@@ -140,16 +164,23 @@ struct uzs_pool {
 	uint32_t free_single;   /* list of free 1-page slots (via bkt_*) */
 	uint32_t free_pair;     /* list of free 2-page slots */
 	uint32_t cached;        /* one empty zspage kept mapped, or NIL */
+	bool compacting;        /* in uzs_pool_compact: see cursor_spill */
 
 	uint32_t lru_head, lru_tail; /* head = most recently used */
 	uint64_t clock;
 	uint32_t bucket_head[NBUCKETS];
 	uint64_t bucket_bits[BITMAP_WORDS];
 	struct cursor cur;
-	/* Never in the cursor's zspage (its sweep took them) nor in one
-	 * isolated or draining; no two overlap. */
-	uint32_t nrecent;
-	struct recent_hole recent[RECENT_HOLES];
+	/* Known holes: never in the cursor's zspage (its sweep took them)
+	 * nor in one isolated, draining or at its fragment limit; no two
+	 * overlap. */
+	struct recent_hole *recent;
+	uint32_t recent_cap;    /* records reserved */
+	uint32_t recent_hwm;    /* records below this have been used */
+	uint32_t recent_free;   /* free record list (via snext) */
+	uint32_t nrecent;       /* holes known */
+	uint32_t hsize_head[NHSIZES], hsize_tail[NHSIZES];
+	uint64_t hsize_bits[HSIZE_WORDS];
 
 	struct handle_slot *hchunk[HCHUNK_MAX];
 	uint32_t handles_hwm;   /* slots below this exist */

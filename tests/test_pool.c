@@ -1046,6 +1046,60 @@ Test(pool_placement, freed_space_is_reused_before_growing)
 	}
 }
 
+/*
+ * Churn: free a random half, refill with sizes of the same spread, ten
+ * times.  Holes the cursor could not use stay known, and are filled before
+ * the pool grows: the pool stays dense without compaction.  (Before they
+ * were kept, this ended at 0.945 for uniform sizes and 0.935 for bimodal.)
+ */
+static double churn_density(uint64_t seed, bool bimodal)
+{
+	struct uzs_pool *p = tl_pool(0, 0);
+	enum { N = 20000 };
+	static uzs_handle_t h[N];
+	static uint32_t ids[N];
+	struct uzs_pool_stats st;
+	uint64_t r = seed;
+
+	for (int i = 0; i < N; i++) {
+		size_t len = bimodal ? (r % 2 ? tu_range(&r, 100, 300) :
+					tu_range(&r, 2500, 3000)) :
+				       tu_range(&r, 32, 3072);
+
+		h[i] = tl_put(p, len, (uint64_t)i);
+		ids[i] = (uint32_t)i;
+	}
+	for (int round = 0; round < 10; round++) {
+		for (int j = 0; j < N / 2; j++) {
+			uint32_t t = (uint32_t)tu_range(&r, (uint64_t)j, N - 1);
+			uint32_t id = ids[t];
+
+			ids[t] = ids[j];
+			ids[j] = id;
+			cr_assert_eq(uzs_pool_free(p, h[id]), 0);
+		}
+		for (int j = 0; j < N / 2; j++) {
+			size_t len = bimodal ? (r % 2 ? tu_range(&r, 100, 300) :
+						tu_range(&r, 2500, 3000)) :
+					       tu_range(&r, 32, 3072);
+
+			h[ids[j]] = tl_put(p, len, ids[j]);
+		}
+	}
+	tl_check(p);
+	st = tl_stats(p);
+	uzs_pool_destroy(p);
+	return (double)st.stored_bytes / (double)st.pool_bytes;
+}
+
+Test(pool_placement, churn_leaves_the_pool_dense_without_compaction)
+{
+	double u = churn_density(31, false), b = churn_density(32, true);
+
+	cr_assert_geq(u, 0.97, "uniform sizes: density %.4f after churn", u);
+	cr_assert_geq(b, 0.97, "bimodal sizes: density %.4f after churn", b);
+}
+
 /* ------------------------------------------------------------- stats */
 
 Test(pool_stats, counters_follow_allocs_frees_and_bytes)
