@@ -108,7 +108,8 @@ void uzs_drop_range(struct uzs_engine *e, uintptr_t start, uintptr_t end)
  * (it was missing, so zapped or never there) or is seen written after the
  * event (policy.c: MADV_FREE, which raises the same event, never zaps; write
  * tracking is re-armed over the range here so that a write seen later is
- * known to come after it).  The table is allocated for
+ * known to come after it), or 2 s have passed (policy.c: a page freed with
+ * MADV_FREE and never written again).  The table is allocated for
  * the whole range: a page without an entry is resident but not yet seen by
  * a scan, the very case to catch.
  */
@@ -124,8 +125,10 @@ static void mark_removing(struct uzs_engine *e, uintptr_t start, uintptr_t end)
 			e->takeouts_stopped = true;
 			return;
 		}
-		for (size_t i = 0; i < w.n; i++)
+		for (size_t i = 0; i < w.n; i++) {
 			w.pte[i].flags |= UZS_PTE_REMOVING;
+			w.pte[i].age = 0;       /* how long ago, for policy.c */
+		}
 	}
 	/* Writes seen from now on come after the event. */
 	uzs_policy_rearm(e, start, end);

@@ -88,10 +88,27 @@ struct scan_state {
  * write seen now came after the event, and means the page is in use again
  * (MADV_FREE, which never zaps, or a program racing its own DONTNEED).  A
  * page seen gone is released in mark_present().
+ *
+ * And by time.  After MADV_FREE a page the program does not write again
+ * stays present and unwritten for good: it would never be compressed
+ * (allocators that free with MADV_FREE would pin such memory uncompressed,
+ * and st_madvise saw it).  The danger the flag guards against lasts only
+ * from our reading the event to the kernel's zap, which the madvise caller
+ * does next; REMOVING_GRACE_NS later it is long done, unless that thread
+ * was kept off the CPU for all that time.  The flag resets the page's age
+ * (fault.c), so the age says how long ago it was set.
  */
-static void removing_seen(struct uzs_pte *q, bool written)
+#define REMOVING_GRACE_NS (2000u * 1000000ull)
+
+static void removing_seen(const struct uzs_engine *e, struct uzs_pte *q,
+			  bool written)
 {
-	if ((q->flags & UZS_PTE_REMOVING) && written)
+	uint64_t grace = REMOVING_GRACE_NS / e->cfg.scan_interval_ns;
+
+	if (grace < 2)
+		grace = 2;
+	if ((q->flags & UZS_PTE_REMOVING) &&
+	    (written || q->age >= (grace < AGE_MAX ? grace : AGE_MAX)))
 		q->flags &= (uint8_t)~UZS_PTE_REMOVING;
 }
 
@@ -137,7 +154,7 @@ static void age_chunk(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 
 				if (q->state != UZS_PTE_NONE)
 					continue;
-				removing_seen(q, w);
+				removing_seen(e, q, w);
 				s->resident++;
 				if (w) {
 					q->age = 0;
