@@ -10,10 +10,20 @@
  *   pools.c    the pools, one per NUMA node, and where pages are restored
  *
  * Locking: one mutex, e->lock, covers the page table, the region table, the
- * staging slots and the gauges.  It is taken only by the engine's own threads
- * and by the fork hooks, never while touching application memory, and
- * nothing that can wait for the fault thread is done while holding it
- * (see reclaim.c for the one careful exception: UFFDIO_MOVE, which cannot).
+ * staging slots that an entry names and the gauges.  It is taken only by the
+ * engine's own threads and by the fork hooks, never while touching
+ * application memory, and nothing that can wait for the fault thread is
+ * done while holding it (see reclaim.c for the one careful exception:
+ * UFFDIO_MOVE, which cannot).
+ *
+ * Who waits for whom: a program's thread waits on the fault thread, so the
+ * fault thread goes first.  It takes the lock with uzs_lock_fault(), every
+ * other engine thread with uzs_lock(), which lets a waiting fault thread in
+ * first (the mutex alone is not fair).  Work that needs no entry is done
+ * outside the lock: compression, eviction's file writes, emptying staging
+ * once no entry names a slot, and the backing-file read of a fault (which
+ * re-checks its entry after).  The fault thread drops the lock only at
+ * points where it resolves its fault afresh afterwards (-EAGAIN).
  */
 #ifndef UZS_ENGINE_INTERNAL_H
 #define UZS_ENGINE_INTERNAL_H
