@@ -735,6 +735,30 @@ Test(shim, pool_max_writes_to_the_file_and_reads_back)
 	free(r);
 }
 
+/* A program that fills fresh memory faster than pages compress, under a
+ * limit: its first touches are held back while reclaim catches up (the
+ * time is counted), and every byte is right. */
+Test(shim, fast_growth_is_held_back_under_a_limit)
+{
+	char stats[128], path[64];
+	struct opts o = { 0 };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	snprintf(path, sizeof(path), "/var/tmp/uzs-grow-%d.json", (int)getpid());
+	snprintf(stats, sizeof(stats), "UZSWAP_STATS_FILE=%s", path);
+	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_LIMIT=8M",
+		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=20ms", stats);
+	run(r, "st_plain", "grow", &o);
+	assert_clean(r, "st_plain grow with UZSWAP_LIMIT=8M");
+	cr_assert_gt(last_json_value(path, "throttle_ns"), 0,
+		     "32 MiB filled at once under an 8 MiB limit, and no first "
+		     "touch was held back");
+	unlink(path);
+	free(r);
+}
+
 /* Under churn, the file reuses its space: it stays smaller than the data
  * although many times that much goes through it. */
 Test(shim, backing_file_stays_bounded_under_churn)

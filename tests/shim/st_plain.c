@@ -9,6 +9,10 @@
  *                         pages out, then the same after a rewrite (for runs
  *                         where it may not compress everything, e.g. a full
  *                         disk)
+ *   st_plain grow         then map 32 MiB more, wait until the engine has
+ *                         registered it, and fill it in one go, faster than
+ *                         pages compress (for runs under a limit, where its
+ *                         first touches are held back)
  * then verify, and print exactly the three lines the runner expects.
  */
 #include "shimtest.h"
@@ -35,6 +39,17 @@ int main(int argc, char **argv)
 		st_settle(buf, LEN);
 		st_verify("data", buf, NPAGES, 1, 0, 1);
 		st_fill(buf, NPAGES, 1, 0, 0);
+	} else if (!strcmp(mode, "grow")) {
+		size_t npages = 32 * ST_MIB / ST_PAGE;
+		char *more = st_map(npages * ST_PAGE);
+
+		/* One page now, so the mapping is found and registered (the
+		 * RSS poll and the scans see it); the rest then comes through
+		 * the fault thread as first touches. */
+		st_fill(more, 1, 2, 0, 0);
+		st_sleep_ms(300);
+		st_fill(more, npages, 2, 0, 0);
+		st_verify("grown", more, npages, 2, 0, 0);
 	} else
 		st_fail("unknown mode %s", mode);
 	st_verify("data", buf, NPAGES, 1, 0, 0);
