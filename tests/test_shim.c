@@ -759,6 +759,35 @@ Test(shim, fast_growth_is_held_back_under_a_limit)
 	free(r);
 }
 
+/* Nothing to take out: scans back off (each re-arms write tracking, which
+ * costs the program a fault per page it writes next).  At 10 ms a scan,
+ * without backoff a run of T ms has about T/10 scans; with it (doubling to
+ * 16 intervals) about 5 + T/160.  T/40 + 6 lies between, however long a
+ * loaded machine makes the run. */
+Test(shim, idle_scans_back_off)
+{
+	char stats[128], path[64];
+	struct opts o = { 0 };
+	struct result *r = malloc(sizeof(*r));
+	long long scans, ms;
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	snprintf(path, sizeof(path), "/var/tmp/uzs-idle-%d.json", (int)getpid());
+	snprintf(stats, sizeof(stats), "UZSWAP_STATS_FILE=%s", path);
+	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=1h",
+		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=10ms", stats);
+	run(r, "st_plain", "untouched", &o);
+	assert_clean(r, "st_plain untouched with UZSWAP_COLD_AGE=1h");
+	scans = last_json_value(path, "scans");
+	ms = last_json_value(path, "uptime_ns") / 1000000;
+	unlink(path);
+	cr_assert_gt(scans, 0);
+	cr_assert_leq(scans, ms / 40 + 6, "%lld scans in %lld ms of nothing to "
+		      "do", scans, ms);
+	free(r);
+}
+
 /* Under churn, the file reuses its space: it stays smaller than the data
  * although many times that much goes through it. */
 Test(shim, backing_file_stays_bounded_under_churn)
