@@ -171,7 +171,7 @@ struct uzs_engine {
 	bool limit_stuck;           /* the last scan could not meet the limit */
 	bool fault_waiting;         /* the fault thread wants the lock */
 	uint64_t throttle_mark_ns;  /* first touch held back since (fault.c) */
-	uint64_t throttle_mark_pages; /* resident pages then */
+	uint64_t throttle_mark_pages; /* resident and pool pages then */
 	uint64_t throttle_off_until;/* reclaim stalled: no holding back till */
 
 	struct uzs_engine_stats st;     /* under lock */

@@ -168,7 +168,7 @@ static void check_limit(struct uzs_engine *e)
 {
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
 
-	if (!limit || e->kicked || e->limit_stuck)
+	if (!limit || e->kicked || (e->limit_stuck && !uzs_evict_possible(e)))
 		return;
 	if (e->resident_pages + (e->pool_bytes_seen >> UZS_PAGE_SHIFT) > limit) {
 		e->kicked = true;
@@ -187,30 +187,34 @@ static void check_limit(struct uzs_engine *e)
  * drain_queue, which reads pending events in between: the table may have
  * changed).  Faults on taken-out pages are never held back.  It waits only
  * while reclaim makes progress: THROTTLE_STALL_NS without resident memory
- * going down means reclaim cannot keep up (or cannot meet the limit), and
- * holding back then stops for THROTTLE_OFF_NS, so a program is slowed to
- * the speed of compression, never stopped.
+ * and the pool going down means reclaim cannot keep up, and holding back
+ * then pauses for THROTTLE_OFF_NS, so a program is slowed to the speed of
+ * compression, never stopped.  (The stall allows for a batch of take-outs
+ * on a busy machine, tens of milliseconds; a shorter one let a fast
+ * program run free most of the time.)  A limit that taking pages out
+ * cannot meet (limit_stuck) holds nothing back, unless the pool can still
+ * be evicted to the backing file.
  */
 #define THROTTLE_STEP_US 200u
-#define THROTTLE_STALL_NS (20u * 1000000u)
-#define THROTTLE_OFF_NS (100u * 1000000u)
+#define THROTTLE_STALL_NS (100u * 1000000u)
+#define THROTTLE_OFF_NS (20u * 1000000u)
 
 static bool hold_back_first_touch(struct uzs_engine *e)
 {
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, now, used;
 
 	used = e->resident_pages + (e->pool_bytes_seen >> UZS_PAGE_SHIFT);
-	if (!limit || e->limit_stuck || e->takeouts_stopped ||
-	    used <= limit + limit / 16) {
+	if (!limit || (e->limit_stuck && !uzs_evict_possible(e)) ||
+	    e->takeouts_stopped || used <= limit + limit / 16) {
 		e->throttle_mark_ns = 0;
 		return false;
 	}
 	now = uzs_now_ns();
 	if (now < e->throttle_off_until)
 		return false;
-	if (!e->throttle_mark_ns || e->resident_pages < e->throttle_mark_pages) {
+	if (!e->throttle_mark_ns || used < e->throttle_mark_pages) {
 		e->throttle_mark_ns = now;      /* progress: wait on */
-		e->throttle_mark_pages = e->resident_pages;
+		e->throttle_mark_pages = used;
 	} else if (now - e->throttle_mark_ns > THROTTLE_STALL_NS) {
 		e->throttle_mark_ns = 0;
 		e->throttle_off_until = now + THROTTLE_OFF_NS;
