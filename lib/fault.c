@@ -162,6 +162,14 @@ static void move_range(struct uzs_engine *e, uintptr_t from, uintptr_t to,
 	}
 }
 
+/* What the limit counts: resident managed memory (last scan plus faults
+ * since) and the pool as it is now (it grows through a round of take-outs,
+ * long before the next scan sees it).  Under e->lock. */
+static uint64_t limit_used_pages(struct uzs_engine *e)
+{
+	return e->resident_pages + (uzs_pools_held(e) >> UZS_PAGE_SHIFT);
+}
+
 /* Over the limit between scans (a program allocating fast): wake the
  * reclaim thread once, rather than wait for its next interval. */
 static void check_limit(struct uzs_engine *e)
@@ -170,7 +178,7 @@ static void check_limit(struct uzs_engine *e)
 
 	if (!limit || e->kicked || (e->limit_stuck && !uzs_evict_possible(e)))
 		return;
-	if (e->resident_pages + (e->pool_bytes_seen >> UZS_PAGE_SHIFT) > limit) {
+	if (limit_used_pages(e) > limit) {
 		e->kicked = true;
 		uzs_kick_reclaim(e);
 	}
@@ -203,9 +211,11 @@ static bool hold_back_first_touch(struct uzs_engine *e)
 {
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, now, used;
 
-	used = e->resident_pages + (e->pool_bytes_seen >> UZS_PAGE_SHIFT);
-	if (!limit || (e->limit_stuck && !uzs_evict_possible(e)) ||
-	    e->takeouts_stopped || used <= limit + limit / 16) {
+	if (!limit)
+		return false;
+	used = limit_used_pages(e);
+	if ((e->limit_stuck && !uzs_evict_possible(e)) || e->takeouts_stopped ||
+	    used <= limit + limit / 16) {
 		e->throttle_mark_ns = 0;
 		return false;
 	}
