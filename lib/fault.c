@@ -189,7 +189,8 @@ static void check_limit(struct uzs_engine *e)
  * compressed would run far past UZSWAP_LIMIT before the reclaim thread
  * caught up; the kernel's answer is direct reclaim in the allocating task,
  * ours is to hold back the fault that makes memory grow, a first touch,
- * while resident memory and the pool exceed the limit by a sixteenth.  The
+ * while resident memory and the pool exceed the limit (reclaim aims a
+ * thirty-second below it, which keeps the two from chattering).  The
  * fault waits in steps of THROTTLE_STEP_US with the lock dropped, so the
  * reclaim thread can work, and is then resolved afresh (-EAGAIN to
  * drain_queue, which reads pending events in between: the table may have
@@ -215,7 +216,7 @@ static bool hold_back_first_touch(struct uzs_engine *e)
 		return false;
 	used = limit_used_pages(e);
 	if ((e->limit_stuck && !uzs_evict_possible(e)) || e->takeouts_stopped ||
-	    used <= limit + limit / 16) {
+	    used <= limit) {
 		e->throttle_mark_ns = 0;
 		return false;
 	}
