@@ -303,6 +303,19 @@ void uzs_poison_page(struct uzs_engine *e, uintptr_t addr, const char *why)
 		abort();
 }
 
+/* A staged page whose slot does not hold it: say so, poison it. */
+static int lost_staged(struct uzs_engine *e, struct uzs_pte *p, uintptr_t addr,
+		       const char *slot_state)
+{
+	uzs_log(e, UZS_LOG_ERROR, "internal error: page %#lx is staged in "
+		"slot %llu, which %s", (unsigned long)addr,
+		(unsigned long long)p->val, slot_state);
+	uzs_poison_page(e, addr, "internal error: lost track of it");
+	p->state = UZS_PTE_NONE;
+	p->val = 0;
+	return 0;
+}
+
 /* An object read ahead from the backing file, or none (obj NULL). */
 struct backed_read {
 	const void *obj;
@@ -359,32 +372,17 @@ static int restore(struct uzs_engine *e, uintptr_t addr, bool write,
 		src = e->fault_page;
 		break;
 	case UZS_PTE_STAGED:
+		/* Cannot happen: the entry and its slot disagree, or the slot
+		 * is empty (reading it would map the zero page there, as
+		 * staging raises no missing faults).  The page's bytes are
+		 * not known to be anywhere: never guess, never zeros. */
 		if (p->val >= UZS_STAGING_PAGES ||
 		    e->slots[p->val].state != SLOT_FILLED ||
-		    e->slots[p->val].addr != addr) {
-			/* Cannot happen: the entry and its slot disagree.  Its
-			 * bytes are not known to be anywhere: never guess. */
-			uzs_log(e, UZS_LOG_ERROR, "internal error: page %#lx "
-				"is staged in slot %llu, which does not hold it",
-				(unsigned long)addr, (unsigned long long)p->val);
-			uzs_poison_page(e, addr, "internal error: lost track of it");
-			p->state = UZS_PTE_NONE;
-			p->val = 0;
-			return 0;
-		}
+		    e->slots[p->val].addr != addr)
+			return lost_staged(e, p, addr, "does not hold it");
+		if (!uzs_staging_holds(e, (unsigned)p->val, 1))
+			return lost_staged(e, p, addr, "is empty");
 		src = e->staging + p->val * UZS_PAGE_SIZE;
-		/* Reading an empty slot would map the zero page there
-		 * (staging raises no missing faults) and hand the program
-		 * zeros: never. */
-		if (!uzs_staging_holds(e, (unsigned)p->val, 1)) {
-			uzs_log(e, UZS_LOG_ERROR, "internal error: page %#lx is "
-				"staged in slot %llu, which is empty",
-				(unsigned long)addr, (unsigned long long)p->val);
-			uzs_poison_page(e, addr, "internal error: lost track of it");
-			p->state = UZS_PTE_NONE;
-			p->val = 0;
-			return 0;
-		}
 		break;
 	default:
 		return -EINVAL;
