@@ -735,6 +735,15 @@ Test(shim, pool_max_writes_to_the_file_and_reads_back)
 	free(r);
 }
 
+/* A JSON stats file of this test's own, in path, and the setting that
+ * names it, in env. */
+static void stats_file(const char *name, char *path, size_t pathlen,
+		       char *env, size_t envlen)
+{
+	snprintf(path, pathlen, "/var/tmp/uzs-%s-%d.json", name, (int)getpid());
+	snprintf(env, envlen, "UZSWAP_STATS_FILE=%s", path);
+}
+
 /* A program that fills fresh memory faster than pages compress, under a
  * limit: its first touches are held back while reclaim catches up (the
  * time is counted), and every byte is right. */
@@ -746,8 +755,7 @@ Test(shim, fast_growth_is_held_back_under_a_limit)
 
 	cr_assert_not_null(r);
 	need_shim("st_plain");
-	snprintf(path, sizeof(path), "/var/tmp/uzs-grow-%d.json", (int)getpid());
-	snprintf(stats, sizeof(stats), "UZSWAP_STATS_FILE=%s", path);
+	stats_file("grow", path, sizeof(path), stats, sizeof(stats));
 	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_LIMIT=8M",
 		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=20ms", stats);
 	run(r, "st_plain", "grow", &o);
@@ -773,8 +781,7 @@ Test(shim, idle_scans_back_off)
 
 	cr_assert_not_null(r);
 	need_shim("st_plain");
-	snprintf(path, sizeof(path), "/var/tmp/uzs-idle-%d.json", (int)getpid());
-	snprintf(stats, sizeof(stats), "UZSWAP_STATS_FILE=%s", path);
+	stats_file("idle", path, sizeof(path), stats, sizeof(stats));
 	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=1h",
 		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=10ms", stats);
 	run(r, "st_plain", "untouched", &o);
@@ -799,8 +806,7 @@ Test(shim, backing_file_stays_bounded_under_churn)
 
 	cr_assert_not_null(r);
 	need_shim("st_stress");
-	snprintf(path, sizeof(path), "/var/tmp/uzs-churn-%d.json", (int)getpid());
-	snprintf(stats, sizeof(stats), "UZSWAP_STATS_FILE=%s", path);
+	stats_file("churn", path, sizeof(path), stats, sizeof(stats));
 	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=10ms",
 		    "UZSWAP_MIN_REGION=64K", "UZSWAP_POOL_MAX=256K",
 		    "UZSWAP_BACKING=/var/tmp", "UZSWAP_STATS_INTERVAL=50ms", stats);
