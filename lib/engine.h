@@ -42,7 +42,7 @@ enum uzs_fault_kind {
  * shared page that `uzswap stat PID` maps, so the layout is versioned.
  */
 #define UZS_STATS_MAGIC 0x757a7377617073ull /* "uzswaps" */
-#define UZS_STATS_VERSION 3u
+#define UZS_STATS_VERSION 4u
 
 /* Pools the stats describe one by one: as many as there can be (one per
  * NUMA node, numa_topology.h), checked in pools.c. */
@@ -82,7 +82,9 @@ struct uzs_engine_stats {
 	uint64_t scans;
 	uint64_t events_remove, events_unmap, events_remap, events_fork;
 	uint64_t fork_thaws;        /* pages restored before a fork */
-	uint64_t throttle_ns;       /* first touches held back over the limit */
+	uint64_t throttle_ns;       /* faults held back over the limit */
+	uint64_t throttle_restore_ns;/* of which restores (the rest: first
+				      * touches) */
 
 	/* pool eviction to the backing file (UZSWAP_POOL_MAX, UZSWAP_LIMIT) */
 	uint64_t pages_backed;      /* gauge: pages held in the backing file */

@@ -149,6 +149,7 @@ struct uzs_engine {
 	struct range_list *scan;    /* [0] present, [1] written */
 	uintptr_t *victims;         /* addresses chosen by the policy */
 	uint64_t rss_mark;          /* process RSS (pages) when last looked at */
+	uint64_t used_mark;         /* uzs_limit_used_pages then */
 	size_t nvictims, victims_cap;
 	struct uzs_numa_pref reclaim_pref;
 
@@ -170,7 +171,7 @@ struct uzs_engine {
 	bool limit_warned;          /* said once that the limit cannot hold */
 	bool limit_stuck;           /* the last scan could not meet the limit */
 	bool fault_waiting;         /* the fault thread wants the lock */
-	uint64_t throttle_mark_ns;  /* first touch held back since (fault.c) */
+	uint64_t throttle_mark_ns;  /* a fault held back since (fault.c) */
 	uint64_t throttle_mark_pages; /* resident and pool pages then */
 	uint64_t throttle_off_until;/* reclaim stalled: no holding back till */
 
@@ -198,6 +199,10 @@ bool uzs_staging_holds(struct uzs_engine *e, unsigned slot, unsigned n);
 void *uzs_reclaim_thread_main(void *arg);
 /* Take out the victims chosen by the policy; returns pages taken. */
 size_t uzs_reclaim_victims(struct uzs_engine *e);
+/* With a limit: register mappings the program grew unseen (reclaim.c).
+ * Under e->lock. */
+#define UZS_RSS_WATCH_NS (5u * 1000000u)
+void uzs_watch_rss(struct uzs_engine *e);
 
 /* evict.c */
 /* Open the backing file if the settings call for one; one warning line and
@@ -222,12 +227,21 @@ void uzs_policy_rearm(struct uzs_engine *e, uintptr_t start, uintptr_t end);
  * scan intervals (0 for a scan that only looks), and choose e->victims.
  * Called without the lock. */
 void uzs_policy_scan(struct uzs_engine *e, unsigned age_by);
+/*
+ * What UZSWAP_LIMIT counts, in pages, given resident managed pages: those,
+ * the pools as they are now (not as at the last scan: a round of take-outs
+ * grows them long before the next scan), and our own bookkeeping, which
+ * grows with what we manage.  Under e->lock.
+ */
+uint64_t uzs_limit_used_pages(struct uzs_engine *e, uint64_t resident);
 
 /* pools.c */
 /* Learn the topology, choose the pools (UZSWAP_NUMA) and create them. */
 int uzs_pools_setup(struct uzs_engine *e);
 /* Pool memory held by all pools. */
 uint64_t uzs_pools_held(struct uzs_engine *e);
+/* The pools' metadata in use (handle slots, zspage descriptors). */
+uint64_t uzs_pools_metadata(struct uzs_engine *e);
 /* uzs_pool_alloc into pool, -ENOSPC past the pools' total cap. */
 int uzs_pools_alloc(struct uzs_engine *e, unsigned pool, const void *src,
 		    size_t len, uint64_t owner, uzs_handle_t *out);

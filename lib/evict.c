@@ -247,7 +247,7 @@ void uzs_evict_round(struct uzs_engine *e)
 	if (e->cfg.pool_max && held > e->cfg.pool_max)
 		target = e->cfg.pool_max - e->cfg.pool_max / 16;
 	uzs_lock(e);
-	used = (e->resident_pages << UZS_PAGE_SHIFT) + held;
+	used = uzs_limit_used_pages(e, e->resident_pages) << UZS_PAGE_SHIFT;
 	stuck = e->limit_stuck;
 	pthread_mutex_unlock(&e->lock);
 	if (limit && stuck && used > limit) {

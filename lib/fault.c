@@ -162,12 +162,11 @@ static void move_range(struct uzs_engine *e, uintptr_t from, uintptr_t to,
 	}
 }
 
-/* What the limit counts: resident managed memory (last scan plus faults
- * since) and the pool as it is now (it grows through a round of take-outs,
- * long before the next scan sees it).  Under e->lock. */
+/* The limit's measure now: resident memory as estimated (last scan plus
+ * faults since).  Under e->lock. */
 static uint64_t limit_used_pages(struct uzs_engine *e)
 {
-	return e->resident_pages + (uzs_pools_held(e) >> UZS_PAGE_SHIFT);
+	return uzs_limit_used_pages(e, e->resident_pages);
 }
 
 /* Over the limit between scans (a program allocating fast): wake the
@@ -188,19 +187,22 @@ static void check_limit(struct uzs_engine *e)
  * Backpressure.  A program that fills fresh memory faster than pages can be
  * compressed would run far past UZSWAP_LIMIT before the reclaim thread
  * caught up; the kernel's answer is direct reclaim in the allocating task,
- * ours is to hold back the fault that makes memory grow, a first touch,
- * while resident memory and the pool exceed the limit (reclaim aims a
- * thirty-second below it, which keeps the two from chattering).  The
- * fault waits in steps of THROTTLE_STEP_US with the lock dropped, so the
- * reclaim thread can work, and is then resolved afresh (-EAGAIN to
+ * ours is to hold back the fault that makes memory grow, a first touch or
+ * a restore, while the limit's measure exceeds the limit (reclaim aims a
+ * thirty-second below it, which keeps the two from chattering).  Restores
+ * count as much as first touches: a program reading back all its data
+ * under a 25% limit went 100 MiB past it while the reclaim thread spent a
+ * second on one round.  A page in staging is resident already: not held.
+ *
+ * The fault waits in steps of THROTTLE_STEP_US with the lock dropped, so
+ * the reclaim thread can work, and is then resolved afresh (-EAGAIN to
  * drain_queue, which reads pending events in between: the table may have
- * changed).  Faults on taken-out pages are never held back.  It waits only
- * while reclaim makes progress: THROTTLE_STALL_NS without resident memory
- * and the pool going down means reclaim cannot keep up, and holding back
- * then pauses for THROTTLE_OFF_NS, so a program is slowed to the speed of
- * compression, never stopped.  (The stall allows for a batch of take-outs
- * on a busy machine, tens of milliseconds; a shorter one let a fast
- * program run free most of the time.)  A limit that taking pages out
+ * changed).  It waits only while reclaim makes progress: THROTTLE_STALL_NS
+ * without the measure going down means reclaim cannot keep up, and holding
+ * back then pauses for THROTTLE_OFF_NS, so a program is slowed to the speed
+ * of compression, never stopped.  (The stall allows for a batch of
+ * take-outs on a busy machine, tens of milliseconds; a shorter one let a
+ * fast program run free most of the time.)  A limit that taking pages out
  * cannot meet (limit_stuck) holds nothing back, unless the pool can still
  * be evicted to the backing file.
  */
@@ -208,7 +210,7 @@ static void check_limit(struct uzs_engine *e)
 #define THROTTLE_STALL_NS (100u * 1000000u)
 #define THROTTLE_OFF_NS (20u * 1000000u)
 
-static bool hold_back_first_touch(struct uzs_engine *e)
+static bool hold_back(struct uzs_engine *e, bool restore)
 {
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, now, used;
 
@@ -238,7 +240,10 @@ static bool hold_back_first_touch(struct uzs_engine *e)
 	pthread_mutex_unlock(&e->lock);
 	usleep(THROTTLE_STEP_US);
 	uzs_lock_fault(e);
-	e->st.throttle_ns += uzs_now_ns() - now;
+	now = uzs_now_ns() - now;
+	e->st.throttle_ns += now;
+	if (restore)
+		e->st.throttle_restore_ns += now;
 	return true;
 }
 
@@ -527,7 +532,7 @@ static int resolve_fault(struct uzs_engine *e, const struct uffd_msg *m)
 		p = uzs_pt_lookup(e->pt, addr);
 	}
 	if (!p || p->state == UZS_PTE_NONE) {
-		if (hold_back_first_touch(e))
+		if (hold_back(e, false))
 			return -EAGAIN;
 		kind = UZS_FAULT_FIRST_TOUCH;
 		uzs_pools_place(e, &e->fault_pref, -1);
@@ -538,6 +543,9 @@ static int resolve_fault(struct uzs_engine *e, const struct uffd_msg *m)
 		       p->state == UZS_PTE_STORED   ? UZS_FAULT_STORED :
 		       p->state == UZS_PTE_BACKED   ? UZS_FAULT_BACKED :
 						      UZS_FAULT_STAGED;
+		/* A staged page is resident already (in staging). */
+		if (kind != UZS_FAULT_STAGED && hold_back(e, true))
+			return -EAGAIN;
 		/* Back on its node (pools.c); a staged page's is not known. */
 		uzs_pools_place(e, &e->fault_pref,
 				kind == UZS_FAULT_STAGED ? -1 : p->pool);
@@ -651,9 +659,30 @@ static bool drain_queue(struct uzs_engine *e)
 	return true;
 }
 
+/*
+ * With a limit, the fault thread also watches the process's RSS for
+ * mappings filling unseen (uzs_watch_rss): it is the one thread that is
+ * never busy for long, where the reclaim thread can spend tens of
+ * milliseconds in one scan or eviction while a new slab fills natively.
+ */
+static void watch_rss(struct uzs_engine *e, uint64_t *next)
+{
+	uint64_t now = uzs_now_ns();
+
+	if (!e->cfg.limit || now < *next)
+		return;
+	*next = now + UZS_RSS_WATCH_NS;
+	uzs_lock_fault(e);
+	uzs_watch_rss(e);
+	check_limit(e);
+	pthread_mutex_unlock(&e->lock);
+}
+
 void *uzs_fault_thread_main(void *arg)
 {
 	struct uzs_engine *e = arg;
+	int timeout_ms = e->cfg.limit ? (int)(UZS_RSS_WATCH_NS / 1000000u) : -1;
+	uint64_t next_watch = 0;
 
 	for (;;) {
 		struct pollfd fds[2] = {
@@ -661,10 +690,11 @@ void *uzs_fault_thread_main(void *arg)
 			{ .fd = e->stop_fd, .events = POLLIN },
 		};
 
-		if (poll(fds, 2, -1) < 0 && errno != EINTR)
+		if (poll(fds, 2, timeout_ms) < 0 && errno != EINTR)
 			break;
 		if (fds[1].revents)
 			break;
+		watch_rss(e, &next_watch);
 		if (!(fds[0].revents & POLLIN))
 			continue;
 		uzs_lock_fault(e);

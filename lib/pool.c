@@ -1745,6 +1745,16 @@ static uint64_t metadata_in_use(const struct uzs_pool *p)
 	       (sizeof(*p) - offsetof(struct uzs_pool, handles_hwm));
 }
 
+uint64_t uzs_pool_metadata_bytes(struct uzs_pool *p)
+{
+	uint64_t bytes;
+
+	pthread_mutex_lock(&p->lock);
+	bytes = metadata_in_use(p);
+	pthread_mutex_unlock(&p->lock);
+	return bytes;
+}
+
 void uzs_pool_stats(struct uzs_pool *p, struct uzs_pool_stats *out)
 {
 	pthread_mutex_lock(&p->lock);

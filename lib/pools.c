@@ -124,6 +124,15 @@ uint64_t uzs_pools_held(struct uzs_engine *e)
 	return held;
 }
 
+uint64_t uzs_pools_metadata(struct uzs_engine *e)
+{
+	uint64_t bytes = 0;
+
+	for (unsigned i = 0; i < e->numa.npools; i++)
+		bytes += uzs_pool_metadata_bytes(e->pools[i]);
+	return bytes;
+}
+
 /* A single pool's own cap is the whole cap, so it alone enforces it. */
 int uzs_pools_alloc(struct uzs_engine *e, unsigned pool, const void *src,
 		    size_t len, uint64_t owner, uzs_handle_t *out)

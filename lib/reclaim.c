@@ -548,39 +548,80 @@ static uint64_t process_rss_pages(void)
 }
 
 /*
- * With a limit, a program that allocates fast must not run far past it
- * before the next scan finds its new mappings: the process's RSS is polled
- * every RSS_POLL_NS (a read of /proc/self/statm, a few microseconds), and
- * growth by a sixteenth of the limit since the last round starts a round.
- * A round itself can take seconds (a big backlog, a busy machine), so it
- * looks too, between batches, and registers new mappings at once: their
- * first touches then come to the fault thread, which holds them back while
- * the process is over the limit (fault.c), instead of filling memory
- * unseen until the round ends.
+ * Pages the process grew by since the mark that our own accounts do not
+ * explain (the limit's measure, uzs_limit_used_pages, moves with every
+ * fault, take-out and pool page), if more than RSS_UNSEEN_MIN; else 0.
+ * Measuring plain RSS growth instead went wrong both ways: during a round
+ * our take-outs shrink the RSS as fast as a new mapping filled natively
+ * grows it (20 MiB slabs went unseen), and restores grow it with pages
+ * already counted (counting them twice held a hot phase back for
+ * nothing).  Falling behind our accounts moves the mark down.  Under
+ * e->lock.
  */
-#define RSS_POLL_NS (50u * 1000000u)
-
-/* Pages the process grew by since the mark, if more than a sixteenth of
- * the limit (the mark then moves), else 0. */
-static uint64_t rss_grew(struct uzs_engine *e)
+static uint64_t rss_unseen(struct uzs_engine *e)
 {
-	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, rss, grew;
+	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
+	uint64_t rss = process_rss_pages();
+	uint64_t used = uzs_limit_used_pages(e, e->resident_pages);
+	int64_t unseen = (int64_t)(rss - e->rss_mark) -
+			 (int64_t)(used - e->used_mark);
+	/* A batch in staging is out of our accounts but still in the RSS
+	 * until staging is emptied: never take that for growth. */
+	int64_t min = (int64_t)(limit / 32 > 2 * UZS_STAGING_PAGES ?
+				limit / 32 : 2 * UZS_STAGING_PAGES);
 
-	if (!limit)
+	if (!rss)
 		return 0;
-	rss = process_rss_pages();
-	if (rss <= e->rss_mark + limit / 16)
+	if (unseen <= min) {
+		if (unseen < 0) {
+			e->rss_mark = rss;
+			e->used_mark = used;
+		}
 		return 0;
-	grew = rss - e->rss_mark;
+	}
 	e->rss_mark = rss;
-	return grew;
+	e->used_mark = used + (uint64_t)unseen;
+	return (uint64_t)unseen;
+}
+
+/*
+ * With a limit, a program that allocates fast must not run far past it
+ * before its new mappings are found: a mapping we have not registered
+ * fills natively, with huge pages, at the program's full speed (a glibc
+ * slab of 32 MiB in tens of milliseconds).  So the fault thread calls this
+ * every UZS_RSS_WATCH_NS (a read of /proc/self/statm, a few microseconds)
+ * and the reclaim thread between batches of a round: growth we cannot
+ * account for registers new mappings at once.  Their first touches then
+ * come to the fault thread, which holds them back over the limit (fault.c).
+ * Under e->lock.
+ */
+void uzs_watch_rss(struct uzs_engine *e)
+{
+	uint64_t grew = rss_unseen(e);
+
+	if (!grew)
+		return;
+	uzs_regions_refresh(e);
+	/* Counted by the next scan; until then, the fault thread's estimate
+	 * must not miss memory that grew unseen (it decides whether to hold
+	 * back). */
+	e->resident_pages += grew;
+}
+
+/* After a scan, which recounts resident memory: growth is measured from
+ * here. */
+static void rss_remark(struct uzs_engine *e)
+{
+	uzs_lock(e);
+	e->rss_mark = process_rss_pages();
+	e->used_mark = uzs_limit_used_pages(e, e->resident_pages);
+	pthread_mutex_unlock(&e->lock);
 }
 
 size_t uzs_reclaim_victims(struct uzs_engine *e)
 {
 	struct staged batch[UZS_STAGING_PAGES];
 	size_t vi = 0, total = 0;
-	uint64_t grew;
 
 	while (vi < e->nvictims && !e->takeouts_stopped && !pool_full(e)) {
 		unsigned n;
@@ -593,14 +634,8 @@ size_t uzs_reclaim_victims(struct uzs_engine *e)
 		compress_batch(e, batch, n);
 		uzs_lock(e);
 		commit_batch(e, batch, n);
-		grew = rss_grew(e);
-		if (grew) {
-			uzs_regions_refresh(e);
-			/* Counted by the next scan; until then, the fault
-			 * thread's estimate must not miss memory that grew
-			 * unseen (it decides whether to hold back). */
-			e->resident_pages += grew;
-		}
+		if (e->cfg.limit)
+			uzs_watch_rss(e);
 		pthread_mutex_unlock(&e->lock);
 		empty_staging(e, n);
 		total += n;
@@ -678,9 +713,9 @@ void *uzs_reclaim_thread_main(void *arg)
 
 	while (!stop) {
 		uint64_t now = uzs_now_ns(), wake;
-		bool timed = now >= next_scan, grew = !timed && !kicked && rss_grew(e);
+		bool timed = now >= next_scan;
 
-		if (timed || kicked || grew) {
+		if (timed || kicked) {
 			/* Ages count scan intervals, so only timed scans age;
 			 * a kick (over the limit) just looks and chooses again. */
 			unsigned age_by = timed ? intervals_since(e, last_timed, now) : 0;
@@ -691,9 +726,11 @@ void *uzs_reclaim_thread_main(void *arg)
 			pthread_mutex_unlock(&e->lock);
 			__atomic_store_n(&e->kicked, false, __ATOMIC_RELAXED);
 			uzs_policy_scan(e, age_by);
+			if (e->cfg.limit)
+				rss_remark(e);
 			took = uzs_reclaim_victims(e);
 			uzs_evict_round(e);
-			if (took || kicked || grew)
+			if (took || kicked)
 				backoff = 1;
 			else if (timed && backoff < max_backoff(e))
 				backoff *= 2;
@@ -703,16 +740,12 @@ void *uzs_reclaim_thread_main(void *arg)
 				last_timed = now;
 				next_scan = now + e->cfg.scan_interval_ns * backoff;
 			}
-			if (e->cfg.limit)
-				e->rss_mark = process_rss_pages();
 		}
 		uzs_engine_publish(e);
 		now = uzs_now_ns();
 		wake = next_scan;
 		if (e->stats_fd >= 0 && e->next_stats_ns < wake)
 			wake = e->next_stats_ns;
-		if (e->cfg.limit && now + RSS_POLL_NS < wake)
-			wake = now + RSS_POLL_NS;
 		kicked = wait_for_work(e, wake > now ? wake - now : 0, &stop);
 	}
 	return NULL;

@@ -271,8 +271,11 @@ static void summary_takeouts(struct out *o, const struct uzs_engine_stats *s)
 	put_u64(o, s->scans);
 	if (s->throttle_ns) {
 		/* Growth held back for the limit: the price of keeping it. */
-		put_str(o, ", first touches held back ");
+		put_str(o, ", held back over the limit ");
 		put_us(o, s->throttle_ns);
+		put_str(o, " (restores ");
+		put_us(o, s->throttle_restore_ns);
+		put_str(o, ")");
 	}
 	line_end(o, l);
 }
@@ -501,6 +504,7 @@ size_t uzs_stats_json(const struct uzs_engine_stats *s, uint64_t pid,
 	json_u64(&o, "events_fork", s->events_fork);
 	json_u64(&o, "fork_thaws", s->fork_thaws);
 	json_u64(&o, "throttle_ns", s->throttle_ns);
+	json_u64(&o, "throttle_restore_ns", s->throttle_restore_ns);
 	json_u64(&o, "pages_backed", s->pages_backed);
 	json_u64(&o, "backing_file_bytes", s->backing_file_bytes);
 	json_u64(&o, "backing_disk_bytes", s->backing_disk_bytes);

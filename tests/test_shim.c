@@ -767,6 +767,29 @@ Test(shim, fast_growth_is_held_back_under_a_limit)
 	free(r);
 }
 
+/* Reading back much more than the limit, at once: restores are held back
+ * as first touches are (or the process would run as far past the limit as
+ * it reads faster than pages compress), and every byte is right. */
+Test(shim, fast_readback_is_held_back_under_a_limit)
+{
+	char stats[128], path[64];
+	struct opts o = { 0 };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	stats_file("readback", path, sizeof(path), stats, sizeof(stats));
+	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_LIMIT=8M",
+		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=20ms", stats);
+	run(r, "st_plain", "readback", &o);
+	assert_clean(r, "st_plain readback with UZSWAP_LIMIT=8M");
+	cr_assert_gt(last_json_value(path, "throttle_restore_ns"), 0,
+		     "32 MiB read back at once under an 8 MiB limit, and no "
+		     "restore was held back");
+	unlink(path);
+	free(r);
+}
+
 /* Nothing to take out: scans back off (each re-arms write tracking, which
  * costs the program a fault per page it writes next).  At 10 ms a scan,
  * without backoff a run of T ms has about T/10 scans; with it (doubling to

@@ -249,7 +249,8 @@ static void sample_stats(struct uzs_engine_stats *s)
 	s->events_remap = 3;
 	s->events_fork = 4;
 	s->fork_thaws = 55;
-	s->throttle_ns = 56;
+	s->throttle_ns = 56000;
+	s->throttle_restore_ns = 12000;
 	s->pages_backed = 300;
 	s->backing_file_bytes = 2ull << 20;
 	s->backing_disk_bytes = 1536ull << 10;
@@ -319,7 +320,8 @@ Test(summary, contents)
 			"saving 764.0 MiB net of 4.0 MiB metadata",
 			"pages compressed: 1100 zero, 30 same-filled, 270000 stored, "
 			"77 incompressible",
-			"takeouts 271207 (5 busy), refaults 4321, scans 12",
+			"takeouts 271207 (5 busy), refaults 4321, scans 12, "
+			"held back over the limit 56.0 us (restores 12.0 us)",
 			"faults: 100 first-touch, 101 zero, 102 same-filled, 103 stored, "
 			"104 staged, 105 backed, 106 spurious",
 			"backing file: 300 pages (2.0 MiB file, 1.5 MiB on disk); "
@@ -638,7 +640,8 @@ Test(json, fields_and_values)
 	cr_assert_eq(json_get(buf, "events_remap"), 3);
 	cr_assert_eq(json_get(buf, "events_fork"), 4);
 	cr_assert_eq(json_get(buf, "fork_thaws"), 55);
-	cr_assert_eq(json_get(buf, "throttle_ns"), 56);
+	cr_assert_eq(json_get(buf, "throttle_ns"), 56000);
+	cr_assert_eq(json_get(buf, "throttle_restore_ns"), 12000);
 	cr_assert(contains(buf, "\"pools\":[{\"node\":0,\"pages\":200000,"
 			  "\"compressed_bytes\":157286400,\"memory_bytes\":201326592},"
 			  "{\"node\":1,\"pages\":61120,\"compressed_bytes\":52428800,"

@@ -13,6 +13,9 @@
  *                         registered it, and fill it in one go, faster than
  *                         pages compress (for runs under a limit, where its
  *                         first touches are held back)
+ *   st_plain readback     the same, then wait until the engine has taken the
+ *                         32 MiB out and read them all back in one go (under
+ *                         a limit, the restores are held back)
  * then verify, and print exactly the three lines the runner expects.
  */
 #include "shimtest.h"
@@ -39,7 +42,7 @@ int main(int argc, char **argv)
 		st_settle(buf, LEN);
 		st_verify("data", buf, NPAGES, 1, 0, 1);
 		st_fill(buf, NPAGES, 1, 0, 0);
-	} else if (!strcmp(mode, "grow")) {
+	} else if (!strcmp(mode, "grow") || !strcmp(mode, "readback")) {
 		size_t npages = 32 * ST_MIB / ST_PAGE;
 		char *more = st_map(npages * ST_PAGE);
 
@@ -49,6 +52,8 @@ int main(int argc, char **argv)
 		st_fill(more, 1, 2, 0, 0);
 		st_sleep_ms(300);
 		st_fill(more, npages, 2, 0, 0);
+		if (!strcmp(mode, "readback"))
+			st_settle(more, npages * ST_PAGE);
 		st_verify("grown", more, npages, 2, 0, 0);
 	} else
 		st_fail("unknown mode %s", mode);
