@@ -127,35 +127,71 @@ static int start_thread(pthread_t *t, void **stack, void *(*fn)(void *),
 	return -rc;
 }
 
+/* Why a feature is missing, for the lines that say so. */
+static const char *lacks(const struct uzs_engine *e, unsigned feature,
+			 const char *linux_version)
+{
+	return e->cfg.kernel_mask & feature ? "masked by UZSWAP_KERNEL_FEATURES"
+					    : linux_version;
+}
+
+/* One info line per fallback in use: nothing by default, since the
+ * program is served either way, only at a higher cost (README). */
+static void report_fallbacks(struct uzs_engine *e)
+{
+	if (!e->have_pagemap_scan)
+		uzs_log(e, UZS_LOG_INFO, "no PAGEMAP_SCAN (%s): reading page "
+			"states from /proc/self/pagemap instead",
+			lacks(e, UZS_KF_PAGEMAP_SCAN, "Linux 6.7 or later"));
+	if (!e->have_wp_async)
+		uzs_log(e, UZS_LOG_INFO, "no UFFD_FEATURE_WP_ASYNC (%s): writes "
+			"are not tracked, only refaults show a page in use",
+			lacks(e, UZS_KF_WP_ASYNC, "Linux 6.7 or later"));
+}
+
+/*
+ * The features wanted, less those UZSWAP_KERNEL_FEATURES masks: a masked
+ * feature is not even asked for in UFFDIO_API, so the engine runs exactly
+ * as on a kernel without it.
+ */
 static int setup_uffds(struct uzs_engine *e, char *err, size_t errlen)
 {
-	uint64_t want = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_MOVE |
-			UFFD_FEATURE_POISON | UFFD_FEATURE_THREAD_ID;
+	unsigned mask = e->cfg.kernel_mask;
+	uint64_t want = UFFD_FEATURE_POISON | UFFD_FEATURE_THREAD_ID;
 	int rc;
 
+	if (!(mask & UZS_KF_WP_ASYNC))
+		want |= UFFD_FEATURE_WP_ASYNC;
+	if (!(mask & UZS_KF_MOVE))
+		want |= UFFD_FEATURE_MOVE;
 	rc = uzs_uffd_open(&e->app, want, UZS_UFFD_REQUIRED, err, errlen);
 	if (rc)
 		return rc;
 	e->have_move = e->app.features & UFFD_FEATURE_MOVE;
 	e->have_poison = e->app.features & UFFD_FEATURE_POISON;
+	e->have_wp_async = e->app.features & UFFD_FEATURE_WP_ASYNC;
 	if (!e->have_move) {
-		snprintf(err, errlen, "uzswap: this kernel lacks UFFDIO_MOVE "
-			 "(Linux 6.8 or later); running the program uncompressed");
+		snprintf(err, errlen, "uzswap: no UFFDIO_MOVE (%s); running the "
+			 "program uncompressed",
+			 lacks(e, UZS_KF_MOVE, "Linux 6.8 or later"));
 		return -EOPNOTSUPP;
 	}
 	rc = uzs_uffd_open(&e->stage, UFFD_FEATURE_MOVE, UFFD_FEATURE_MOVE,
 			   err, errlen);
 	if (rc)
 		return rc;
+	/* Read (pread) whether or not the ioctl is there: the fallback for
+	 * PAGEMAP_SCAN, and staging's checks (reclaim.c). */
 	e->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	e->have_pagemap_scan = e->pagemap_fd >= 0 &&
-			       pagemap_scan_works(e->pagemap_fd);
-	if (!e->have_pagemap_scan) {
-		snprintf(err, errlen, "uzswap: this kernel lacks PAGEMAP_SCAN "
-			 "(Linux 6.7 or later); running the program uncompressed");
-		return -EOPNOTSUPP;
+	if (e->pagemap_fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "uzswap: cannot read /proc/self/pagemap "
+			 "(%s); running the program uncompressed", strerror(-rc));
+		return rc;
 	}
-	e->have_wp_async = e->app.features & UFFD_FEATURE_WP_ASYNC;
+	e->have_pagemap_scan = !(mask & UZS_KF_PAGEMAP_SCAN) &&
+			       pagemap_scan_works(e->pagemap_fd);
+	report_fallbacks(e);
 	return 0;
 }
 
@@ -186,6 +222,11 @@ static int setup_memory(struct uzs_engine *e)
 	e->victims_cap = VICTIMS_CAP;
 	e->victims = own(VICTIMS_CAP * sizeof(e->victims[0]));
 	e->scan = own(2 * sizeof(e->scan[0]));
+	if (!e->have_pagemap_scan) {
+		e->pagemap_buf = own(UZS_PAGEMAP_BATCH * sizeof(uint64_t));
+		if (!e->pagemap_buf)
+			return -ENOMEM;
+	}
 	if (!e->regions || !e->maps_buf || !e->staging || !e->trash ||
 	    !e->fault_page ||
 	    !e->fault_obj || !e->backed_obj || !e->zeros || !e->queue || !e->victims || !e->scan)

@@ -100,6 +100,11 @@ struct uzs_staging_slot {
  * returns more than 512 regions, so ask for at most that many. */
 #define SCAN_VEC 512u
 
+/* Without PAGEMAP_SCAN (Linux < 6.7) the same answers come from reading
+ * /proc/self/pagemap (policy.c), this many pages' entries per pread: one
+ * chunk of a scan (16 MiB), 32 KiB of entries. */
+#define UZS_PAGEMAP_BATCH 4096u
+
 struct range_list {
 	struct page_region v[SCAN_VEC];
 	size_t n;
@@ -147,6 +152,9 @@ struct uzs_engine {
 	/* reclaim thread's own */
 	struct uzs_codec *codec;
 	struct range_list *scan;    /* [0] present, [1] written */
+	uint64_t *pagemap_buf;      /* UZS_PAGEMAP_BATCH entries, without
+				     * PAGEMAP_SCAN; used under e->lock by
+				     * whichever thread scans (policy.c) */
 	uintptr_t *victims;         /* addresses chosen by the policy */
 	uint64_t rss_mark;          /* process RSS (pages) when last looked at */
 	uint64_t used_mark;         /* uzs_limit_used_pages then */

@@ -180,6 +180,48 @@ int uzs_parse_log_level(const char *s, enum uzs_log_level *level)
 	return -EINVAL;
 }
 
+/*
+ * The masked kernel features: "-name" items separated by commas, each
+ * naming a feature once.  Only masking is offered (a "+name" could not make
+ * a kernel have what it lacks), and the minus says so in the variable.
+ */
+int uzs_parse_kernel_mask(const char *s, unsigned *mask)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} features[] = {
+		{ "move", UZS_KF_MOVE },
+		{ "pagemap_scan", UZS_KF_PAGEMAP_SCAN },
+		{ "wp_async", UZS_KF_WP_ASYNC },
+	};
+	unsigned m = 0;
+
+	if (!s)
+		return -EINVAL;
+	for (;;) {
+		size_t len = strcspn(s, ",");
+		unsigned bit = 0;
+		char word[16];
+
+		if (*s != '-' || len < 2 || len - 1 >= sizeof(word))
+			return -EINVAL;
+		memcpy(word, s + 1, len - 1);
+		word[len - 1] = '\0';
+		for (size_t i = 0; i < sizeof(features) / sizeof(features[0]); i++)
+			if (same_word(word, features[i].name))
+				bit = features[i].bit;
+		if (!bit || (m & bit))
+			return -EINVAL;
+		m |= bit;
+		if (!s[len])
+			break;
+		s += len + 1;
+	}
+	*mask = m;
+	return 0;
+}
+
 /* --------------------------------------------------------------- messages */
 
 /* A message under construction in the caller's buffer, which may be absent. */
@@ -391,6 +433,17 @@ static int load_backing(const struct var *v, const char *value,
 	return 0;
 }
 
+static int load_kernel_mask(const struct var *v, const char *value,
+			    struct uzs_config *cfg, char *err, size_t errlen)
+{
+	if (uzs_parse_kernel_mask(value, &cfg->kernel_mask))
+		return complain(err, errlen, v->name, value,
+				"is not a list of features to mask; use any of "
+				"-move, -pagemap_scan and -wp_async, separated "
+				"by commas (e.g. -move,-pagemap_scan)");
+	return 0;
+}
+
 /* Read by the uzswap command, not the shim: known, so never "unknown". */
 static int load_ignored(const struct var *v, const char *value,
 			struct uzs_config *cfg, char *err, size_t errlen)
@@ -424,6 +477,7 @@ static const struct var vars[] = {
 	  "is too small; use at least 64K, or unset it for no cap" },
 	{ "UZSWAP_BACKING", load_backing, 0, ANY },
 	{ "UZSWAP_NUMA", load_bool, AT(numa), ANY },
+	{ "UZSWAP_KERNEL_FEATURES", load_kernel_mask, 0, ANY },
 	{ "UZSWAP_PRELOAD_PATH", load_ignored, 0, ANY },
 };
 

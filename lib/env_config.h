@@ -40,6 +40,9 @@
  *                                    $TMPDIR)
  *   UZSWAP_NUMA            bool      on            a pool per NUMA node (see
  *                                                  pools.c); off: one pool
+ *   UZSWAP_KERNEL_FEATURES features  unset         testing and diagnosis: run
+ *                                                  as if the kernel lacked
+ *                                                  the features named (below)
  *
  * An empty value is the same as an unset variable.  When UZSWAP_DISABLE is
  * on, the other variables are not read at all.
@@ -53,6 +56,9 @@
  *             h; a bare number is seconds (500ms, 2m, 120).
  *   bool      1/0, on/off, yes/no, true/false.
  *   level     off, error, warn, info, debug.
+ *   features  a comma-separated list of -move, -pagemap_scan and -wp_async
+ *             (-move,-pagemap_scan); each masks that kernel feature, as if
+ *             the running kernel did not have it.
  *
  * Every parser returns 0 or -EINVAL (malformed or too large to represent) and
  * leaves its output alone on failure.
@@ -82,6 +88,13 @@ enum uzs_backing_kind {
 	UZS_BACKING_OFF,            /* "off": no backing store */
 };
 
+/* Kernel features UZSWAP_KERNEL_FEATURES can mask (engine.c). */
+enum uzs_kernel_feature {
+	UZS_KF_MOVE = 1u << 0,          /* UFFDIO_MOVE, Linux 6.8 */
+	UZS_KF_PAGEMAP_SCAN = 1u << 1,  /* the PAGEMAP_SCAN ioctl, Linux 6.7 */
+	UZS_KF_WP_ASYNC = 1u << 2,      /* UFFD_FEATURE_WP_ASYNC, Linux 6.7 */
+};
+
 /* Defaults, for the places (tests, README) that want to name them. */
 #define UZS_CONFIG_DEFAULT_COLD_AGE_NS   (120 * UZS_NSEC_PER_SEC)
 #define UZS_CONFIG_DEFAULT_MIN_REGION    ((uint64_t)1 << 20)
@@ -109,12 +122,16 @@ struct uzs_config {
 	enum uzs_backing_kind backing;
 	char backing_path[PATH_MAX]; /* UZS_BACKING_PATH only; else "" */
 	bool numa;
+	unsigned kernel_mask;       /* enum uzs_kernel_feature bits to act as
+				     * if the kernel lacked */
 };
 
 int uzs_parse_size(const char *s, uint64_t *bytes);
 int uzs_parse_duration(const char *s, uint64_t *ns);
 int uzs_parse_bool(const char *s, bool *v);
 int uzs_parse_log_level(const char *s, enum uzs_log_level *level);
+/* "-move,-wp_async": the enum uzs_kernel_feature bits named, or -EINVAL. */
+int uzs_parse_kernel_mask(const char *s, unsigned *mask);
 
 /* Fill cfg with the defaults of an empty environment. */
 void uzs_config_defaults(struct uzs_config *cfg);

@@ -25,12 +25,17 @@
  * pool exceeds the limit, the oldest pages until it no longer does (a
  * histogram of ages gives the threshold in one pass), unprotected pages
  * first.  Without WP_ASYNC (Linux < 6.7) only refaults reset age.
+ *
+ * Without the PAGEMAP_SCAN ioctl (Linux < 6.7, or masked) the same answers
+ * come from /proc/self/pagemap, read by hand (read_ranges): one more system
+ * call per chunk and a little more CPU, the same decisions.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "engine_internal.h"
 #include "pool_internal.h"
@@ -39,10 +44,81 @@
 #define UNMOVABLE_RETRY_SCANS 16u
 #define SCAN_CHUNK ((uintptr_t)16 << 20)
 
-/* Collect [start, end) pages matching mask; WP them again if wp. Returns the
- * address where the walk stopped (end when complete). */
+/* Append the page at a to out, merged into the last range if adjacent;
+ * false when the vector is full. */
+static bool add_page(struct range_list *out, uintptr_t a, uint64_t category)
+{
+	struct page_region *last = out->n ? &out->v[out->n - 1] : NULL;
+
+	if (last && last->end == a) {
+		last->end = a + UZS_PAGE_SIZE;
+		return true;
+	}
+	if (out->n == SCAN_VEC)
+		return false;
+	out->v[out->n++] = (struct page_region){ a, a + UZS_PAGE_SIZE, category };
+	return true;
+}
+
+/* Does a page map entry fall in the category (one of PRESENT, WRITTEN)? */
+static bool entry_is(uint64_t pm, uint64_t category)
+{
+	if (category == PAGE_IS_PRESENT)
+		return pm & UZS_PM_PRESENT;
+	/* With WP_ASYNC, a present page that lost its protection was written
+	 * since it was protected (a hole, which the ioctl also calls written,
+	 * no caller asks about: age_chunk looks only at present pages). */
+	return (pm & UZS_PM_PRESENT) && !(pm & UZS_PM_UFFD_WP);
+}
+
+/*
+ * What PAGEMAP_SCAN answers, read from /proc/self/pagemap instead, for
+ * kernels without the ioctl (Linux < 6.7): 8 bytes a page, UZS_PAGEMAP_BATCH
+ * pages a pread, into the engine's own buffer (no malloc on this thread).
+ * With wp, the written pages found are protected again by one
+ * UFFDIO_WRITEPROTECT over their span (one TLB flush, as the ioctl's).  That
+ * is not atomic with the read as the ioctl is: a write in between is missed
+ * and the page ages a scan too many, a matter of accuracy, never of data
+ * (what is cold only decides what is compressed).
+ */
+static uintptr_t read_ranges(struct uzs_engine *e, uintptr_t start,
+			     uintptr_t end, uint64_t category, bool wp,
+			     struct range_list *out)
+{
+	uintptr_t a = start, stop = end;
+
+	out->n = 0;
+	while (a < end && stop == end) {
+		size_t n = (end - a) >> UZS_PAGE_SHIFT;
+		ssize_t got;
+
+		if (n > UZS_PAGEMAP_BATCH)
+			n = UZS_PAGEMAP_BATCH;
+		got = pread(e->pagemap_fd, e->pagemap_buf, n * sizeof(uint64_t),
+			    (off_t)(a >> UZS_PAGE_SHIFT) * 8);
+		if (got <= 0)
+			break;          /* as the ioctl failing: nothing more */
+		n = (size_t)got / sizeof(uint64_t);
+		for (size_t i = 0; i < n; i++, a += UZS_PAGE_SIZE) {
+			if (entry_is(e->pagemap_buf[i], category) &&
+			    !add_page(out, a, category)) {
+				stop = a;       /* full: the caller goes on here */
+				break;
+			}
+		}
+	}
+	if (wp && out->n)
+		uzs_uffd_writeprotect(&e->app, out->v[0].start,
+				      out->v[out->n - 1].end - out->v[0].start, 1);
+	return stop;
+}
+
+/* Collect [start, end) pages of category (PAGE_IS_PRESENT or
+ * PAGE_IS_WRITTEN); WP them again if wp.  Returns the address where the walk
+ * stopped (end when complete).  The ioctl where the kernel has it, else the
+ * page map read by hand. */
 static uintptr_t scan_ranges(struct uzs_engine *e, uintptr_t start,
-			     uintptr_t end, uint64_t mask, bool wp,
+			     uintptr_t end, uint64_t category, bool wp,
 			     struct range_list *out)
 {
 	struct pm_scan_arg a = {
@@ -52,11 +128,14 @@ static uintptr_t scan_ranges(struct uzs_engine *e, uintptr_t start,
 		.end = end,
 		.vec = (uintptr_t)out->v,
 		.vec_len = SCAN_VEC,
-		.category_mask = mask,
-		.return_mask = mask,
+		.category_mask = category,
+		.return_mask = category,
 	};
-	long n = ioctl(e->pagemap_fd, PAGEMAP_SCAN, &a);
+	long n;
 
+	if (!e->have_pagemap_scan)
+		return read_ranges(e, start, end, category, wp, out);
+	n = ioctl(e->pagemap_fd, PAGEMAP_SCAN, &a);
 	if (n < 0) {
 		out->n = 0;
 		return end;

@@ -68,7 +68,7 @@ static int page_held(struct uzs_engine *e, uintptr_t a)
 	    pread(e->pagemap_fd, &pm, sizeof(pm),
 		  (off_t)(a >> UZS_PAGE_SHIFT) * 8) != sizeof(pm))
 		return -1;
-	return (pm & (3ull << 62)) != 0;
+	return (pm & (UZS_PM_PRESENT | UZS_PM_SWAPPED)) != 0;
 }
 
 /*
@@ -169,7 +169,7 @@ bool uzs_staging_holds(struct uzs_engine *e, unsigned slot, unsigned n)
 		  (off_t)(a >> UZS_PAGE_SHIFT) * 8) != want)
 		return true;
 	for (unsigned i = 0; i < n; i++)
-		if (!(pm[i] & (3ull << 62)))    /* neither present nor swapped */
+		if (!(pm[i] & (UZS_PM_PRESENT | UZS_PM_SWAPPED)))
 			return false;
 	return true;
 }

@@ -127,7 +127,9 @@ int uzs_uffd_open(struct uzs_uffd *u, uint64_t want, uint64_t need,
 		u->fd = -1;
 		return rc;
 	}
-	u->features = api.features;
+	/* The kernel writes back every feature it has, not the ones asked
+	 * for and enabled: those are what was asked for (and it has). */
+	u->features = (want | need) & have;
 	u->ioctls = api.ioctls;
 	return 0;
 }

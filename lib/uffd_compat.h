@@ -86,4 +86,10 @@ struct pm_scan_arg {
 #define PM_SCAN_CHECK_WPASYNC (1 << 1)
 #endif
 
+/* Bits of a /proc/PID/pagemap entry (Documentation/admin-guide/mm/
+ * pagemap.rst), read where PAGEMAP_SCAN is missing; uffd-wp since 5.17. */
+#define UZS_PM_PRESENT (1ull << 63)
+#define UZS_PM_SWAPPED (1ull << 62)
+#define UZS_PM_UFFD_WP (1ull << 57)
+
 #endif

@@ -437,7 +437,7 @@ Test(config, empty_values_count_as_unset)
 		"UZSWAP_DISABLE", "UZSWAP_LIMIT", "UZSWAP_COLD_AGE", "UZSWAP_MIN_REGION",
 		"UZSWAP_SCAN_INTERVAL", "UZSWAP_STATS", "UZSWAP_STATS_FILE",
 		"UZSWAP_STATS_INTERVAL", "UZSWAP_LOG", "UZSWAP_CUTOFF", "UZSWAP_POOL_MAX",
-		"UZSWAP_BACKING", "UZSWAP_NUMA",
+		"UZSWAP_BACKING", "UZSWAP_NUMA", "UZSWAP_KERNEL_FEATURES",
 	};
 
 	for (size_t i = 0; i < N(names); i++)
@@ -729,6 +729,32 @@ Test(config_errors, bad_log_level_message_is_exact)
 			      "use off, error, warn, info or debug");
 }
 
+Test(config, reads_kernel_features)
+{
+	load_ok("UZSWAP_KERNEL_FEATURES", "-move");
+	cr_assert_eq(cfg.kernel_mask, UZS_KF_MOVE);
+	load_ok("UZSWAP_KERNEL_FEATURES", "-PAGEMAP_SCAN,-wp_async");
+	cr_assert_eq(cfg.kernel_mask, UZS_KF_PAGEMAP_SCAN | UZS_KF_WP_ASYNC);
+	load_ok("UZSWAP_KERNEL_FEATURES", "-wp_async,-move,-pagemap_scan");
+	cr_assert_eq(cfg.kernel_mask,
+		     UZS_KF_MOVE | UZS_KF_PAGEMAP_SCAN | UZS_KF_WP_ASYNC);
+}
+
+Test(config_errors, bad_kernel_features)
+{
+	static const char *const bad[] = {
+		"move", "+move", "-", "-moving", "-move,", ",-move", "-move,,-wp_async",
+		"-move,-move", "-move -wp_async", "-pagemap_scan_and_more",
+	};
+
+	for (size_t i = 0; i < N(bad); i++) {
+		load_bad("UZSWAP_KERNEL_FEATURES", bad[i]);
+		cr_assert(strstr(err, "UZSWAP_KERNEL_FEATURES=") &&
+			  strstr(err, "-move, -pagemap_scan and -wp_async"),
+			  "\"%s\": %s", bad[i], err);
+	}
+}
+
 Test(config_errors, overflow_says_too_large)
 {
 	load_bad("UZSWAP_LIMIT", "99999999999999999999");
@@ -959,7 +985,8 @@ Test(config_unknown, far_names_list_every_known_name)
 			      "UZSWAP_COLD_AGE, UZSWAP_MIN_REGION, UZSWAP_SCAN_INTERVAL, "
 			      "UZSWAP_STATS, UZSWAP_STATS_FILE, UZSWAP_STATS_INTERVAL, "
 			      "UZSWAP_LOG, UZSWAP_CUTOFF, UZSWAP_POOL_MAX, "
-			      "UZSWAP_BACKING, UZSWAP_NUMA, UZSWAP_PRELOAD_PATH");
+			      "UZSWAP_BACKING, UZSWAP_NUMA, UZSWAP_KERNEL_FEATURES, "
+			      "UZSWAP_PRELOAD_PATH");
 }
 
 Test(config_unknown, preload_path_is_known)

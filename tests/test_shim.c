@@ -9,7 +9,9 @@
  *
  * Needs a usable userfaultfd (root, CAP_SYS_PTRACE, access to
  * /dev/userfaultfd or vm.unprivileged_userfaultfd=1) and a kernel with
- * UFFDIO_MOVE; otherwise every case skips, saying why.  The no-privilege
+ * UFFDIO_MOVE; otherwise every case skips, saying why.  Older kernels are
+ * tried by masking features (UZSWAP_KERNEL_FEATURES): the shim_no_* suites
+ * run the cases of FALLBACK_CASES so.  The no-privilege
  * case needs root to become nobody.
  *
  * Settings:
@@ -415,6 +417,75 @@ static void expect_ok(const char *prog, const char *arg,
 #define SHIM_TEST(name, prog, arg, settings) \
 	Test(shim, name) { expect_ok(prog, arg, settings); }
 
+static void stats_file(const char *name, char *path, size_t pathlen,
+		       char *env, size_t envlen);
+static long long max_json_value(const char *path, const char *key);
+
+/*
+ * The same programs on a kernel lacking features (UZSWAP_KERNEL_FEATURES
+ * masks them, as if the kernel did not have them): every byte right, and
+ * pages really were taken out and faulted back (the JSON stats, every
+ * process's lines: a fork's child writes its own).
+ */
+static void expect_ok_masked(const char *name, const char *prog,
+			     const char *arg, const char *const *settings,
+			     const char *mask)
+{
+	const char *env[16];
+	char stats[128], path[96], masked[96], what[256];
+	struct opts o = { .env = env };
+	struct result *r = malloc(sizeof(*r));
+	size_t n = 0;
+
+	cr_assert_not_null(r);
+	need_shim(prog);
+	stats_file(name, path, sizeof(path), stats, sizeof(stats));
+	snprintf(masked, sizeof(masked), "UZSWAP_KERNEL_FEATURES=%s", mask);
+	for (; settings[n]; n++)
+		env[n] = settings[n];
+	env[n++] = masked;
+	env[n++] = stats;
+	env[n++] = "UZSWAP_STATS_INTERVAL=20ms";
+	env[n] = NULL;
+	snprintf(what, sizeof(what), "%s %s with %s", prog, arg ? arg : "",
+		 masked);
+	unlink(path);
+	run(r, prog, arg, &o);
+	cr_log_info("%s: %.1f s", what, r->seconds);
+	if (settings == LIMIT)
+		drop_limit_warnings(r);
+	assert_clean(r, what);
+	cr_assert_gt(max_json_value(path, "takeouts"), 0, "%s: nothing was "
+		     "taken out", what);
+	cr_assert_gt(max_json_value(path, "refaults"), 0, "%s: nothing came "
+		     "back by a fault", what);
+	unlink(path);
+	free(r);
+}
+
+/* The cases that exercise taking pages out and every layout change. */
+#define FALLBACK_CASES(X, suite, mask) \
+	X(suite, mask, single_thread, "st_basic", NULL, AGE) \
+	X(suite, mask, single_thread_limit, "st_basic", NULL, LIMIT) \
+	X(suite, mask, eight_threads, "st_threads", NULL, AGE) \
+	X(suite, mask, fork, "st_fork", "basic", AGE) \
+	X(suite, mask, fork_from_thread, "st_fork", "thread", AGE) \
+	X(suite, mask, madv_dontneed, "st_madvise", "dontneed", AGE) \
+	X(suite, mask, madv_free, "st_madvise", "free", AGE) \
+	X(suite, mask, munmap_then_mmap, "st_munmap", NULL, AGE) \
+	X(suite, mask, mremap_all_limit, "st_mremap", "all", LIMIT) \
+	X(suite, mask, mremap_dontunmap, "st_mremap", "dontunmap", AGE) \
+	X(suite, mask, mprotect_cycles, "st_mprotect", NULL, AGE) \
+	X(suite, mask, syscall_pipe, "st_syscalls", "pipe", AGE) \
+	X(suite, mask, syscall_o_direct, "st_syscalls", "direct", AGE) \
+	X(suite, mask, signal_handler, "st_signal", NULL, AGE) \
+	X(suite, mask, random_mix_four_threads_limit, "st_stress", "3 4 32", LIMIT)
+
+#define MASKED_TEST(suite, mask, name, prog, arg, settings) \
+	Test(suite, name) { \
+		expect_ok_masked(#suite "-" #name, prog, arg, settings, mask); \
+	}
+
 /* ------------------------------------------------------------ programs */
 
 SHIM_TEST(single_thread, "st_basic", NULL, AGE)
@@ -458,6 +529,10 @@ SHIM_TEST(pool_max_random_mix, "st_stress", "3 4 24", POOLMAX)
 SHIM_TEST(random_mix_four_threads, "st_stress", "3 4 32", AGE)
 SHIM_TEST(random_mix_four_threads_limit, "st_stress", "3 4 32", LIMIT)
 SHIM_TEST(random_mix_eight_threads_limit, "st_stress", "3 8 16", LIMIT)
+
+/* Linux 6.7's missing ioctl, and WP_ASYNC (6.7) with it. */
+FALLBACK_CASES(MASKED_TEST, shim_no_pagemap_scan, "-pagemap_scan")
+FALLBACK_CASES(MASKED_TEST, shim_no_wp_async, "-pagemap_scan,-wp_async")
 
 /* Handlers that run at exit see their data; their lines come out. */
 static void expect_exit_lines(const char *arg, const char *const *want)
@@ -591,6 +666,70 @@ Test(shim, disable_ignores_bad_values)
 	free(r);
 }
 
+/*
+ * Without UFFDIO_MOVE there is no way yet to take a page out atomically
+ * (README, Kernels): one line says so, and the program runs untouched.
+ * Linux 6.1 (Debian 12) lacks all three features.
+ */
+static void expect_no_move(const char *mask)
+{
+	char masked[96];
+	struct opts o = { .env = (const char *const[]){ masked,
+		"UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=10ms",
+		"UZSWAP_MIN_REGION=64K", NULL } };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	snprintf(masked, sizeof(masked), "UZSWAP_KERNEL_FEATURES=%s", mask);
+	run_untouched(r, &o);
+	cr_assert_str_eq(r->err, "uzswap: no UFFDIO_MOVE (masked by "
+			 "UZSWAP_KERNEL_FEATURES); running the program "
+			 "uncompressed\n", "%s: stderr:\n%s", mask, r->err);
+	free(r);
+}
+
+Test(shim, no_move_runs_uncompressed)
+{
+	expect_no_move("-move");
+}
+
+Test(shim, linux_6_1_runs_uncompressed)
+{
+	expect_no_move("-move,-pagemap_scan,-wp_async");
+}
+
+/* Each fallback in use is one line at UZSWAP_LOG=info, and the program
+ * is compressed all the same. */
+Test(shim, fallbacks_say_so_at_info_level)
+{
+	static const char *const want[] = {
+		"no PAGEMAP_SCAN (masked by UZSWAP_KERNEL_FEATURES): reading "
+		"page states from /proc/self/pagemap instead\n",
+		"no UFFD_FEATURE_WP_ASYNC (masked by UZSWAP_KERNEL_FEATURES): "
+		"writes are not tracked, only refaults show a page in use\n",
+	};
+	struct opts o = { .env = ENV("UZSWAP_KERNEL_FEATURES=-wp_async,-pagemap_scan",
+				     "UZSWAP_LOG=info", "UZSWAP_SCAN_INTERVAL=10ms",
+				     "UZSWAP_COLD_AGE=10ms", "UZSWAP_MIN_REGION=64K") };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	run(r, "st_plain", "compressed", &o);
+	assert_not_hung(r, "st_plain");
+	cr_assert_eq(r->status, 0, "exit status %d\nstdout:\n%s\nstderr:\n%s",
+		     r->status, r->out, r->err);
+	cr_assert_str_eq(r->out, PLAIN_OUT, "output changed:\n%s", r->out);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const char *hit = strstr(r->err, want[i]);
+
+		cr_assert_not_null(hit, "no \"%s\" on stderr:\n%s", want[i], r->err);
+		cr_assert_null(strstr(hit + 1, want[i]), "said twice:\n%s", r->err);
+	}
+	free(r);
+}
+
 /* Copy src to dir/name, mode 0755. */
 static void copy_file(const char *src, const char *dir, const char *name,
 		      char *dst, size_t dstlen)
@@ -682,6 +821,32 @@ static long long last_json_value(const char *path, const char *key)
 	snprintf(pat, sizeof(pat), "\"%s\":", key);
 	v = strstr(line, pat);
 	return v ? strtoll(v + strlen(pat), NULL, 10) : -1;
+}
+
+/* The largest value of "key" over every JSON line of a stats file (-1:
+ * none): the counters are per process and only grow. */
+static long long max_json_value(const char *path, const char *key)
+{
+	static char buf[1 << 20];
+	char pat[64];
+	const char *v;
+	long long best = -1;
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	for (v = strstr(buf, pat); v; v = strstr(v + 1, pat)) {
+		long long x = strtoll(v + strlen(pat), NULL, 10);
+
+		if (x > best)
+			best = x;
+	}
+	return best;
 }
 
 static bool dir_is_empty(const char *path)

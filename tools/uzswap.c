@@ -493,6 +493,8 @@ static const char env_help[] =
 "  UZSWAP_NUMA            bool              on            a pool per NUMA node, pages\n"
 "                                                         restored on their node; off:\n"
 "                                                         one pool\n"
+"  UZSWAP_KERNEL_FEATURES -move,-pagemap_  none          testing: run as if the kernel\n"
+"                         scan,-wp_async                 lacked the features named\n"
 "  UZSWAP_PRELOAD_PATH    path              built in      the shim `uzswap run` preloads\n"
 "\n"
 "An empty variable counts as unset.  Forms (case-insensitive, no spaces):\n"
