@@ -207,10 +207,9 @@ bool uzs_staging_holds(struct uzs_engine *e, unsigned slot, unsigned n);
 void *uzs_reclaim_thread_main(void *arg);
 /* Take out the victims chosen by the policy; returns pages taken. */
 size_t uzs_reclaim_victims(struct uzs_engine *e);
-/* With a limit: register mappings the program grew unseen (reclaim.c).
- * Under e->lock. */
-#define UZS_RSS_WATCH_NS (5u * 1000000u)
-void uzs_watch_rss(struct uzs_engine *e);
+/* With a limit: register mappings the program grew unseen (reclaim.c);
+ * returns the process's RSS in pages.  Under e->lock. */
+uint64_t uzs_watch_rss(struct uzs_engine *e);
 
 /* evict.c */
 /* Open the backing file if the settings call for one; one warning line and

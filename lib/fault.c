@@ -664,25 +664,56 @@ static bool drain_queue(struct uzs_engine *e)
  * mappings filling unseen (uzs_watch_rss): it is the one thread that is
  * never busy for long, where the reclaim thread can spend tens of
  * milliseconds in one scan or eviction while a new slab fills natively.
+ * Every RSS_WATCH_MIN_MS while the RSS moves; the interval doubles, up to
+ * RSS_WATCH_MAX_MS, while it holds still (at 5 ms throughout, an idle
+ * program cost a CPU 0.8% more).
  */
-static void watch_rss(struct uzs_engine *e, uint64_t *next)
+#define RSS_WATCH_MIN_MS 5
+#define RSS_WATCH_MAX_MS 80
+#define RSS_STILL_PAGES 64u
+
+struct rss_watch {
+	uint64_t next_ns, last_rss;
+	int interval_ms;                /* 0: no limit, no watching */
+};
+
+/* The poll timeout until the next look, -1 for none. */
+static int watch_timeout_ms(const struct rss_watch *w)
 {
 	uint64_t now = uzs_now_ns();
 
-	if (!e->cfg.limit || now < *next)
+	if (!w->interval_ms)
+		return -1;
+	if (now >= w->next_ns)
+		return 0;
+	return (int)((w->next_ns - now + 999999u) / 1000000u);
+}
+
+static void watch_rss(struct uzs_engine *e, struct rss_watch *w)
+{
+	uint64_t now = uzs_now_ns(), rss;
+
+	if (!w->interval_ms || now < w->next_ns)
 		return;
-	*next = now + UZS_RSS_WATCH_NS;
 	uzs_lock_fault(e);
-	uzs_watch_rss(e);
+	rss = uzs_watch_rss(e);
 	check_limit(e);
 	pthread_mutex_unlock(&e->lock);
+	if (rss + RSS_STILL_PAGES < w->last_rss ||
+	    rss > w->last_rss + RSS_STILL_PAGES)
+		w->interval_ms = RSS_WATCH_MIN_MS;
+	else if (w->interval_ms < RSS_WATCH_MAX_MS)
+		w->interval_ms *= 2;
+	w->last_rss = rss;
+	w->next_ns = now + (uint64_t)w->interval_ms * 1000000u;
 }
 
 void *uzs_fault_thread_main(void *arg)
 {
 	struct uzs_engine *e = arg;
-	int timeout_ms = e->cfg.limit ? (int)(UZS_RSS_WATCH_NS / 1000000u) : -1;
-	uint64_t next_watch = 0;
+	struct rss_watch watch = {
+		.interval_ms = e->cfg.limit ? RSS_WATCH_MIN_MS : 0,
+	};
 
 	for (;;) {
 		struct pollfd fds[2] = {
@@ -690,11 +721,11 @@ void *uzs_fault_thread_main(void *arg)
 			{ .fd = e->stop_fd, .events = POLLIN },
 		};
 
-		if (poll(fds, 2, timeout_ms) < 0 && errno != EINTR)
+		if (poll(fds, 2, watch_timeout_ms(&watch)) < 0 && errno != EINTR)
 			break;
 		if (fds[1].revents)
 			break;
-		watch_rss(e, &next_watch);
+		watch_rss(e, &watch);
 		if (!(fds[0].revents & POLLIN))
 			continue;
 		uzs_lock_fault(e);

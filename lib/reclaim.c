@@ -558,10 +558,9 @@ static uint64_t process_rss_pages(void)
  * nothing).  Falling behind our accounts moves the mark down.  Under
  * e->lock.
  */
-static uint64_t rss_unseen(struct uzs_engine *e)
+static uint64_t rss_unseen(struct uzs_engine *e, uint64_t rss)
 {
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
-	uint64_t rss = process_rss_pages();
 	uint64_t used = uzs_limit_used_pages(e, e->resident_pages);
 	int64_t unseen = (int64_t)(rss - e->rss_mark) -
 			 (int64_t)(used - e->used_mark);
@@ -589,23 +588,24 @@ static uint64_t rss_unseen(struct uzs_engine *e)
  * before its new mappings are found: a mapping we have not registered
  * fills natively, with huge pages, at the program's full speed (a glibc
  * slab of 32 MiB in tens of milliseconds).  So the fault thread calls this
- * every UZS_RSS_WATCH_NS (a read of /proc/self/statm, a few microseconds)
- * and the reclaim thread between batches of a round: growth we cannot
- * account for registers new mappings at once.  Their first touches then
- * come to the fault thread, which holds them back over the limit (fault.c).
- * Under e->lock.
+ * every few milliseconds while the RSS moves (a read of /proc/self/statm, a
+ * few microseconds; fault.c) and the reclaim thread between batches of a
+ * round: growth we cannot account for registers new mappings at once.
+ * Their first touches then come to the fault thread, which holds them back
+ * over the limit.  Returns the RSS read, in pages.  Under e->lock.
  */
-void uzs_watch_rss(struct uzs_engine *e)
+uint64_t uzs_watch_rss(struct uzs_engine *e)
 {
-	uint64_t grew = rss_unseen(e);
+	uint64_t rss = process_rss_pages(), grew = rss_unseen(e, rss);
 
 	if (!grew)
-		return;
+		return rss;
 	uzs_regions_refresh(e);
 	/* Counted by the next scan; until then, the fault thread's estimate
 	 * must not miss memory that grew unseen (it decides whether to hold
 	 * back). */
 	e->resident_pages += grew;
+	return rss;
 }
 
 /* After a scan, which recounts resident memory: growth is measured from
