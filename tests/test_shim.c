@@ -932,6 +932,30 @@ Test(shim, fast_growth_is_held_back_under_a_limit)
 	free(r);
 }
 
+/* A mapping filled at once, with scans a second apart: the fault thread's
+ * RSS watch sees memory grow that our accounts do not explain, registers
+ * the mapping, and the rest of its first touches are held back. */
+Test(shim, unseen_growth_is_found_and_held_back)
+{
+	char stats[128], path[64];
+	struct opts o = { 0 };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	stats_file("burst", path, sizeof(path), stats, sizeof(stats));
+	o.env = ENV("UZSWAP_SCAN_INTERVAL=1s", "UZSWAP_LIMIT=16M",
+		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=20ms", stats);
+	run(r, "st_plain", "burst", &o);
+	assert_clean(r, "st_plain burst with UZSWAP_LIMIT=16M");
+	cr_assert_gt(last_json_value(path, "throttle_ns"), 0,
+		     "32 MiB mapped and filled at once under a 16 MiB limit, "
+		     "and no first touch was held back: the mapping was not "
+		     "found while it filled");
+	unlink(path);
+	free(r);
+}
+
 /* Reading back much more than the limit, at once: restores are held back
  * as first touches are (or the process would run as far past the limit as
  * it reads faster than pages compress), and every byte is right. */

@@ -13,7 +13,11 @@
  *                         registered it, and fill it in one go, faster than
  *                         pages compress (for runs under a limit, where its
  *                         first touches are held back)
- *   st_plain readback     the same, then wait until the engine has taken the
+ *   st_plain burst        then map 32 MiB more and fill it at once, before any
+ *                         scan could find the mapping (for runs under a
+ *                         limit: the RSS watch must register it in time for
+ *                         its first touches to be held back)
+ *   st_plain readback     as grow, then wait until the engine has taken the
  *                         32 MiB out and read them all back in one go (under
  *                         a limit, the restores are held back)
  * then verify, and print exactly the three lines the runner expects.
@@ -42,6 +46,12 @@ int main(int argc, char **argv)
 		st_settle(buf, LEN);
 		st_verify("data", buf, NPAGES, 1, 0, 1);
 		st_fill(buf, NPAGES, 1, 0, 0);
+	} else if (!strcmp(mode, "burst")) {
+		size_t npages = 32 * ST_MIB / ST_PAGE;
+		char *more = st_map(npages * ST_PAGE);
+
+		st_fill(more, npages, 2, 0, 0);
+		st_verify("grown", more, npages, 2, 0, 0);
 	} else if (!strcmp(mode, "grow") || !strcmp(mode, "readback")) {
 		size_t npages = 32 * ST_MIB / ST_PAGE;
 		char *more = st_map(npages * ST_PAGE);
