@@ -550,7 +550,7 @@ static uint64_t process_rss_pages(void)
 /*
  * Pages the process grew by since the mark that our own accounts do not
  * explain (the limit's measure, uzs_limit_used_pages, moves with every
- * fault, take-out and pool page), if more than RSS_UNSEEN_MIN; else 0.
+ * fault, take-out and pool page), if more than unseen_min; else 0.
  * Measuring plain RSS growth instead went wrong both ways: during a round
  * our take-outs shrink the RSS as fast as a new mapping filled natively
  * grows it (20 MiB slabs went unseen), and restores grow it with pages
@@ -558,20 +558,26 @@ static uint64_t process_rss_pages(void)
  * nothing).  Falling behind our accounts moves the mark down.  Under
  * e->lock.
  */
-static uint64_t rss_unseen(struct uzs_engine *e, uint64_t rss)
+static int64_t unseen_min(const struct uzs_engine *e)
 {
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
+
+	/* A thirty-second of the limit, and never less than staging and
+	 * trash: a batch there is out of our accounts but still in the RSS
+	 * until it is emptied, which is not growth. */
+	return (int64_t)(limit / 32 > 2 * UZS_STAGING_PAGES ?
+			 limit / 32 : 2 * UZS_STAGING_PAGES);
+}
+
+static uint64_t rss_unseen(struct uzs_engine *e, uint64_t rss)
+{
 	uint64_t used = uzs_limit_used_pages(e, e->resident_pages);
 	int64_t unseen = (int64_t)(rss - e->rss_mark) -
 			 (int64_t)(used - e->used_mark);
-	/* A batch in staging is out of our accounts but still in the RSS
-	 * until staging is emptied: never take that for growth. */
-	int64_t min = (int64_t)(limit / 32 > 2 * UZS_STAGING_PAGES ?
-				limit / 32 : 2 * UZS_STAGING_PAGES);
 
 	if (!rss)
 		return 0;
-	if (unseen <= min) {
+	if (unseen <= unseen_min(e)) {
 		if (unseen < 0) {
 			e->rss_mark = rss;
 			e->used_mark = used;
