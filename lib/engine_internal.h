@@ -170,6 +170,10 @@ struct uzs_engine {
 
 	uint64_t start_ns;
 	uint64_t resident_pages;    /* estimate: last scan + faults since */
+	uint64_t staging_held;      /* pages taken out (out of resident_pages)
+				     * but still in staging or the trash until
+				     * it is emptied; set under the lock,
+				     * cleared without it (reclaim.c) */
 	uint64_t pool_bytes_seen;   /* pool size at the last scan */
 	uint64_t first_touch_window;/* pages per first-touch batch, adaptive */
 	uintptr_t last_first_touch_end;
@@ -236,9 +240,10 @@ void uzs_policy_rearm(struct uzs_engine *e, uintptr_t start, uintptr_t end);
 void uzs_policy_scan(struct uzs_engine *e, unsigned age_by);
 /*
  * What UZSWAP_LIMIT counts, in pages, given resident managed pages: those,
- * the pools as they are now (not as at the last scan: a round of take-outs
- * grows them long before the next scan), and our own bookkeeping, which
- * grows with what we manage.  Under e->lock.
+ * pages taken out but not yet emptied from staging, the pools as they are
+ * now (not as at the last scan: a round of take-outs grows them long before
+ * the next scan), and our own bookkeeping, which grows with what we manage.
+ * Under e->lock.
  */
 uint64_t uzs_limit_used_pages(struct uzs_engine *e, uint64_t resident);
 

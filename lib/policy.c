@@ -273,7 +273,8 @@ uint64_t uzs_limit_used_pages(struct uzs_engine *e, uint64_t resident)
 	uint64_t own = uzs_pools_held(e) + uzs_pools_metadata(e) +
 		       uzs_pt_bytes(e->pt);
 
-	return resident + ((own + UZS_PAGE_SIZE - 1) >> UZS_PAGE_SHIFT);
+	return resident + __atomic_load_n(&e->staging_held, __ATOMIC_RELAXED) +
+	       ((own + UZS_PAGE_SIZE - 1) >> UZS_PAGE_SHIFT);
 }
 
 static uint64_t pages_over_limit(struct uzs_engine *e, uint64_t resident)

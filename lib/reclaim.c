@@ -510,6 +510,7 @@ static void commit_batch(struct uzs_engine *e, struct staged *b, unsigned n)
 		}
 		if (e->resident_pages)
 			e->resident_pages--;
+		e->staging_held++;
 	}
 }
 
@@ -562,11 +563,10 @@ static int64_t unseen_min(const struct uzs_engine *e)
 {
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
 
-	/* A thirty-second of the limit, and never less than staging and
-	 * trash: a batch there is out of our accounts but still in the RSS
-	 * until it is emptied, which is not growth. */
-	return (int64_t)(limit / 32 > 2 * UZS_STAGING_PAGES ?
-			 limit / 32 : 2 * UZS_STAGING_PAGES);
+	/* A sixty-fourth of the limit: our own accounts are exact (a batch
+	 * in staging counts until it is emptied), so what is left is the
+	 * program's own small change, which is not worth a look each time. */
+	return (int64_t)(limit / 64 > 64 ? limit / 64 : 64);
 }
 
 static uint64_t rss_unseen(struct uzs_engine *e, uint64_t rss)
@@ -644,6 +644,7 @@ size_t uzs_reclaim_victims(struct uzs_engine *e)
 			uzs_watch_rss(e);
 		pthread_mutex_unlock(&e->lock);
 		empty_staging(e, n);
+		__atomic_store_n(&e->staging_held, 0, __ATOMIC_RELAXED);
 		total += n;
 	}
 	return total;
