@@ -77,6 +77,8 @@ struct uzs_engine_stats {
 	uint64_t compressed[4];     /* by enum uzs_page_kind, pages ever */
 	uint64_t faults[UZS_FAULT_KINDS];
 	uint64_t refaults;          /* faults on pages uzswap took out */
+	uint64_t read_ahead;        /* pages restored ahead of a sequential
+				     * reader, before any fault asked */
 	uint64_t takeouts;          /* pages moved out for compression */
 	uint64_t takeout_busy;      /* pages that could not be moved (shared) */
 	uint64_t scans;

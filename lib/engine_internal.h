@@ -177,6 +177,8 @@ struct uzs_engine {
 	uint64_t pool_bytes_seen;   /* pool size at the last scan */
 	uint64_t first_touch_window;/* pages per first-touch batch, adaptive */
 	uintptr_t last_first_touch_end;
+	uintptr_t read_ahead_next;  /* the page after the last run restored */
+	unsigned read_ahead_streak; /* restores in a row, each at that page */
 	bool forking;
 	bool kicked;                /* reclaim asked for since its last round */
 	bool takeouts_stopped;      /* staging is unusable: compress no more */

@@ -301,6 +301,11 @@ static void summary_faults(struct out *o, const struct uzs_engine_stats *s)
 		put(o, " ", 1);
 		put_str(o, fault_names[k]);
 	}
+	if (s->read_ahead) {
+		put_str(o, "; ");
+		put_u64(o, s->read_ahead);
+		put_str(o, " pages read ahead");
+	}
 	line_end(o, l);
 }
 
@@ -503,6 +508,7 @@ size_t uzs_stats_json(const struct uzs_engine_stats *s, uint64_t pid,
 	json_u64(&o, "events_remap", s->events_remap);
 	json_u64(&o, "events_fork", s->events_fork);
 	json_u64(&o, "fork_thaws", s->fork_thaws);
+	json_u64(&o, "read_ahead", s->read_ahead);
 	json_u64(&o, "throttle_ns", s->throttle_ns);
 	json_u64(&o, "throttle_restore_ns", s->throttle_restore_ns);
 	json_u64(&o, "pages_backed", s->pages_backed);

@@ -932,6 +932,33 @@ Test(shim, fast_growth_is_held_back_under_a_limit)
 	free(r);
 }
 
+/* Compressed memory read back in order is restored ahead of the reader
+ * (fewer faults, each bringing a run), and every byte is right. */
+Test(shim, sequential_readback_reads_ahead)
+{
+	char stats[128], path[64];
+	struct opts o = { 0 };
+	struct result *r = malloc(sizeof(*r));
+	long long ahead, faults;
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	stats_file("ahead", path, sizeof(path), stats, sizeof(stats));
+	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=20ms",
+		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=20ms", stats);
+	run(r, "st_plain", "compressed", &o);
+	assert_clean(r, "st_plain compressed with UZSWAP_COLD_AGE=20ms");
+	ahead = last_json_value(path, "read_ahead");
+	faults = last_json_value(path, "faults_stored") +
+		 last_json_value(path, "faults_zero") +
+		 last_json_value(path, "faults_same");
+	cr_assert_gt(ahead, faults, "8 MiB read back in order: %lld pages "
+		     "read ahead, against %lld faults on taken-out pages",
+		     ahead, faults);
+	unlink(path);
+	free(r);
+}
+
 /* A mapping filled at once, with scans a second apart: the fault thread's
  * RSS watch sees memory grow that our accounts do not explain, registers
  * the mapping, and the rest of its first touches are held back. */

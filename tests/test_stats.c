@@ -249,6 +249,7 @@ static void sample_stats(struct uzs_engine_stats *s)
 	s->events_remap = 3;
 	s->events_fork = 4;
 	s->fork_thaws = 55;
+	s->read_ahead = 77;
 	s->throttle_ns = 56000;
 	s->throttle_restore_ns = 12000;
 	s->pages_backed = 300;
@@ -323,7 +324,7 @@ Test(summary, contents)
 			"takeouts 271207 (5 busy), refaults 4321, scans 12, "
 			"held back over the limit 56.0 us (restores 12.0 us)",
 			"faults: 100 first-touch, 101 zero, 102 same-filled, 103 stored, "
-			"104 staged, 105 backed, 106 spurious",
+			"104 staged, 105 backed, 106 spurious; 77 pages read ahead",
 			"backing file: 300 pages (2.0 MiB file, 1.5 MiB on disk); "
 			"400 written (600.0 KiB) in 90 pool page evictions, "
 			"100 read back, 1 error",
@@ -640,6 +641,7 @@ Test(json, fields_and_values)
 	cr_assert_eq(json_get(buf, "events_remap"), 3);
 	cr_assert_eq(json_get(buf, "events_fork"), 4);
 	cr_assert_eq(json_get(buf, "fork_thaws"), 55);
+	cr_assert_eq(json_get(buf, "read_ahead"), 77);
 	cr_assert_eq(json_get(buf, "throttle_ns"), 56000);
 	cr_assert_eq(json_get(buf, "throttle_restore_ns"), 12000);
 	cr_assert(contains(buf, "\"pools\":[{\"node\":0,\"pages\":200000,"
