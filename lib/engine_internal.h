@@ -254,8 +254,9 @@ uint64_t uzs_limit_used_pages(struct uzs_engine *e, uint64_t resident);
 int uzs_pools_setup(struct uzs_engine *e);
 /* Pool memory held by all pools. */
 uint64_t uzs_pools_held(struct uzs_engine *e);
-/* The pools' metadata in use (handle slots, zspage descriptors). */
-uint64_t uzs_pools_metadata(struct uzs_engine *e);
+/* What the pools hold besides their zspages: metadata in use (handle
+ * slots, zspage descriptors) and empty zspages kept for reuse. */
+uint64_t uzs_pools_overhead(struct uzs_engine *e);
 /* uzs_pool_alloc into pool, -ENOSPC past the pools' total cap. */
 int uzs_pools_alloc(struct uzs_engine *e, unsigned pool, const void *src,
 		    size_t len, uint64_t owner, uzs_handle_t *out);

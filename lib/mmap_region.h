@@ -23,6 +23,11 @@ void uzs_region_unreserve(void *addr, size_t len);
 /* Give the pages back to the OS; the range stays reserved and reads as zero. */
 void uzs_region_discard(void *addr, size_t len);
 
+/* The same for n page-aligned ranges at once, with one TLB flush where the
+ * kernel can (process_madvise); ranges are whole pages. */
+struct iovec;
+void uzs_region_discard_many(const struct iovec *v, unsigned n);
+
 /*
  * The first of our reservations overlapping [start, end): returns its end
  * and stores its start, or returns 0 if none overlaps.

@@ -270,7 +270,7 @@ static void age_chunk(struct uzs_engine *e, uintptr_t start, uintptr_t end,
  */
 uint64_t uzs_limit_used_pages(struct uzs_engine *e, uint64_t resident)
 {
-	uint64_t own = uzs_pools_held(e) + uzs_pools_metadata(e) +
+	uint64_t own = uzs_pools_held(e) + uzs_pools_overhead(e) +
 		       uzs_pt_bytes(e->pt);
 
 	return resident + __atomic_load_n(&e->staging_held, __ATOMIC_RELAXED) +

@@ -8,6 +8,9 @@
  * be reused whole and two freed halves re-pair: see slot_*).  A zspage is
  * named by the index of its first page; its descriptor lives in a parallel
  * array, outside pool memory, so pool pages hold nothing but object bytes.
+ * A zspage that empties leaves the pool at once; its pages stay mapped
+ * among a few kept for reuse, and go back to the OS with the others kept,
+ * in one call with one TLB flush, when one more comes (EMPTY_KEPT_MAX).
  *
  * Objects are stacked into zspages back to back at byte granularity, with
  * no size classes: any object can go into any zspage with room, which is
@@ -84,6 +87,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "mmap_region.h"
@@ -580,10 +584,11 @@ static uint32_t zspage_new(struct uzs_pool *p, uint32_t size, int *err)
 			return NIL;
 		}
 	}
-	if (p->cached != NIL && p->zs[p->cached].npages_cached == npages) {
-		id = p->cached;     /* memory still there: no page faults */
-		p->cached = NIL;
-		p->zs[id].npages_cached = 0;
+	if (p->kept[npages - 1] != NIL) {
+		id = p->kept[npages - 1];   /* still mapped: no page faults */
+		p->kept[npages - 1] = p->zs[id].bkt_next;
+		p->nkept--;
+		p->zs[id].npages_kept = 0;
 	} else {
 		id = slot_take(p, npages);
 	}
@@ -607,7 +612,45 @@ static uint32_t zspage_new(struct uzs_pool *p, uint32_t size, int *err)
 	return id;
 }
 
-/* Give an empty zspage's pages back to the OS at once. */
+/* Memory of the kept empty zspages. */
+static uint64_t kept_bytes(const struct uzs_pool *p)
+{
+	uint64_t pages = 0;
+
+	for (unsigned k = 0; k < ZSPAGE_MAX_PAGES; k++)
+		for (uint32_t id = p->kept[k]; id != NIL; id = p->zs[id].bkt_next)
+			pages += k + 1;
+	return pages * UZS_PAGE_SIZE;
+}
+
+/* Give every kept empty zspage back to the OS, with one TLB flush. */
+static void kept_discard(struct uzs_pool *p)
+{
+	struct iovec v[EMPTY_KEPT_MAX];
+	unsigned n = 0;
+
+	for (unsigned k = 0; k < ZSPAGE_MAX_PAGES; k++)
+		for (uint32_t id = p->kept[k]; id != NIL; id = p->zs[id].bkt_next)
+			v[n++] = (struct iovec){ zs_base(p, id),
+				(size_t)(k + 1) * UZS_PAGE_SIZE };
+	uzs_region_discard_many(v, n);
+	for (unsigned k = 0; k < ZSPAGE_MAX_PAGES; k++) {
+		uint32_t id = p->kept[k];
+
+		while (id != NIL) {
+			uint32_t next = p->zs[id].bkt_next;
+
+			p->zs[id].npages_kept = 0;
+			slot_give(p, id, k + 1);
+			id = next;
+		}
+		p->kept[k] = NIL;
+	}
+	p->nkept = 0;
+}
+
+/* An empty zspage leaves the pool: kept mapped for reuse, or, when
+ * EMPTY_KEPT_MAX are kept already, given back with them all. */
 static void zspage_release(struct uzs_pool *p, uint32_t id)
 {
 	struct zspage *z = &p->zs[id];
@@ -627,16 +670,12 @@ static void zspage_release(struct uzs_pool *p, uint32_t id)
 	p->pages_held -= npages;
 	p->st.zspages--;
 	p->st.pool_bytes -= (uint64_t)npages * UZS_PAGE_SIZE;
-	if (p->cached == NIL) {
-		/* Keep one empty zspage's memory (8 KiB at most): a pool that
-		 * hovers at a zspage boundary would otherwise pay a discard and
-		 * fresh page faults every time it crosses it. */
-		p->cached = id;
-		z->npages_cached = (uint8_t)npages;
-		return;
-	}
-	uzs_region_discard(zs_base(p, id), (size_t)npages * UZS_PAGE_SIZE);
-	slot_give(p, id, npages);
+	if (p->nkept == EMPTY_KEPT_MAX)
+		kept_discard(p);
+	z->npages_kept = (uint8_t)npages;
+	z->bkt_next = p->kept[npages - 1];
+	p->kept[npages - 1] = id;
+	p->nkept++;
 }
 
 /* ------------------------------------------------------------ fragments */
@@ -1266,7 +1305,8 @@ int uzs_pool_create(const struct uzs_pool_config *config,
 	p->zspage_pages = config->zspage_pages;
 	p->placement = UZS_PLACE_EMPTIEST;
 	p->free_single = p->free_pair = NIL;
-	p->lru_head = p->lru_tail = p->cached = NIL;
+	p->lru_head = p->lru_tail = NIL;
+	p->kept[0] = p->kept[1] = NIL;
 	p->cur.zspage = NIL;
 	for (unsigned b = 0; b < NBUCKETS; b++)
 		p->bucket_head[b] = NIL;
@@ -1745,12 +1785,12 @@ static uint64_t metadata_in_use(const struct uzs_pool *p)
 	       (sizeof(*p) - offsetof(struct uzs_pool, handles_hwm));
 }
 
-uint64_t uzs_pool_metadata_bytes(struct uzs_pool *p)
+uint64_t uzs_pool_overhead_bytes(struct uzs_pool *p)
 {
 	uint64_t bytes;
 
 	pthread_mutex_lock(&p->lock);
-	bytes = metadata_in_use(p);
+	bytes = metadata_in_use(p) + kept_bytes(p);
 	pthread_mutex_unlock(&p->lock);
 	return bytes;
 }

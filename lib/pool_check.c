@@ -258,10 +258,20 @@ int uzs_pool_check(struct uzs_pool *p)
 		CHECK(free_slots++ <= p->arena_bump);
 		CHECK(id % 2 == 0 && !p->zs[id].npages && !p->zs[id + 1].npages);
 	}
-	/* The cached empty zspage: no live zspage, on no free list. */
-	if (p->cached != NIL)
-		CHECK(!p->zs[p->cached].npages && p->zs[p->cached].npages_cached &&
-		      !(p->zs[p->cached].flags & ZS_FREE_SLOT));
+	/* Kept empty zspages: no live zspage, on no free list, counted. */
+	{
+		uint32_t nkept = 0;
+
+		for (unsigned k = 0; k < ZSPAGE_MAX_PAGES; k++)
+			for (uint32_t id = p->kept[k]; id != NIL;
+			     id = p->zs[id].bkt_next) {
+				CHECK(nkept++ < EMPTY_KEPT_MAX);
+				CHECK(!p->zs[id].npages &&
+				      p->zs[id].npages_kept == k + 1 &&
+				      !(p->zs[id].flags & ZS_FREE_SLOT));
+			}
+		CHECK(nkept == p->nkept);
+	}
 	/* Handle free list: free slots only, and it accounts for the rest. */
 	{
 		uint64_t nfree = 0;

@@ -47,8 +47,10 @@ unsigned uzs_pool_fragments_of(struct uzs_pool *pool, uzs_handle_t handle,
 /* Pool memory held now: cheaper than uzs_pool_stats (no fullness walk). */
 uint64_t uzs_pool_held_bytes(struct uzs_pool *pool);
 
-/* The pool's metadata in use (uzs_pool_stats' metadata_bytes), as cheaply. */
-uint64_t uzs_pool_metadata_bytes(struct uzs_pool *pool);
+/* Memory the pool holds besides its zspages: its metadata in use
+ * (uzs_pool_stats' metadata_bytes) and the empty zspages it keeps mapped
+ * for reuse.  Cheap. */
+uint64_t uzs_pool_overhead_bytes(struct uzs_pool *pool);
 
 /* Pages of a zspage (0 if the id names no live zspage). */
 unsigned uzs_pool_zspage_pages(struct uzs_pool *pool, uint32_t zspage);

@@ -41,6 +41,18 @@
 
 #define NIL UINT32_MAX
 
+/*
+ * Empty zspages kept mapped, at most.  Giving a zspage's pages back is a
+ * madvise(MADV_DONTNEED), and each one flushes the TLB of every CPU the
+ * program runs on: 62 us a page on this VM while a program thread ran,
+ * paid on the fault path whenever a restore emptied a zspage.  So empty
+ * zspages wait here, ready for reuse without page faults, and when one
+ * more comes they all go back to the OS in one call with one flush
+ * (uzs_region_discard_many).  32 zspages hold 256 KiB at most; 16 left a
+ * sequential read-back spending 9% of its CPU time on flushes.
+ */
+#define EMPTY_KEPT_MAX 32u
+
 /* The handle table: a directory of lazily mapped chunks.  At most 2^31
  * slots, so a fragment reference (slot index * 2 + fragment) fits 32 bits
  * below NIL. */
@@ -88,7 +100,7 @@ struct zspage {
 	uint16_t nfrags;
 	int16_t bucket;         /* -1 when in no bucket */
 	uint8_t npages;         /* 0 = no zspage here, else 1 or 2 */
-	uint8_t npages_cached;  /* pages of the cached empty zspage here */
+	uint8_t npages_kept;    /* pages of the empty zspage kept here */
 	uint8_t flags;
 	uint32_t holes;         /* its known holes (struct recent_hole) */
 };
@@ -163,7 +175,10 @@ struct uzs_pool {
 
 	uint32_t free_single;   /* list of free 1-page slots (via bkt_*) */
 	uint32_t free_pair;     /* list of free 2-page slots */
-	uint32_t cached;        /* one empty zspage kept mapped, or NIL */
+	/* Empty zspages kept mapped (EMPTY_KEPT_MAX), by size: 1 or 2 pages,
+	 * linked via bkt_next. */
+	uint32_t kept[ZSPAGE_MAX_PAGES];
+	uint32_t nkept;
 	bool compacting;        /* in uzs_pool_compact: see cursor_spill */
 
 	uint32_t lru_head, lru_tail; /* head = most recently used */

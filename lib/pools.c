@@ -124,12 +124,12 @@ uint64_t uzs_pools_held(struct uzs_engine *e)
 	return held;
 }
 
-uint64_t uzs_pools_metadata(struct uzs_engine *e)
+uint64_t uzs_pools_overhead(struct uzs_engine *e)
 {
 	uint64_t bytes = 0;
 
 	for (unsigned i = 0; i < e->numa.npools; i++)
-		bytes += uzs_pool_metadata_bytes(e->pools[i]);
+		bytes += uzs_pool_overhead_bytes(e->pools[i]);
 	return bytes;
 }
 

@@ -14,6 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+#include <sys/uio.h>
+
+#include "mmap_region.h"
 #include "pool_testlib.h"
 
 /* ------------------------------------------------------- config, create */
@@ -739,6 +743,35 @@ Test(pool_release, freed_zspages_give_memory_back_to_the_os)
 		      "RSS fell by %ld pages only after freeing everything",
 		      full - after);
 	uzs_pool_destroy(p);
+}
+
+/* Many ranges discarded in one call: each reads as zeros afterwards, and
+ * the pages between them keep their bytes. */
+Test(pool_release, discard_many_zeroes_exactly_the_ranges_given)
+{
+	enum { PAGES = 64 };
+	unsigned char *a = uzs_region_reserve(PAGES * PG);
+	struct iovec v[PAGES / 2];
+	unsigned n = 0;
+
+	cr_assert_not_null(a);
+	for (unsigned i = 0; i < PAGES; i++)
+		memset(a + i * PG, 0x40 + (int)i, PG);
+	/* Every other page, then runs of two: one call for all. */
+	for (unsigned i = 0; i < PAGES / 2; i += 2)
+		v[n++] = (struct iovec){ a + i * PG, PG };
+	v[n++] = (struct iovec){ a + 40 * PG, 2 * PG };
+	v[n++] = (struct iovec){ a + 50 * PG, 2 * PG };
+	uzs_region_discard_many(v, n);
+	for (unsigned i = 0; i < PAGES; i++) {
+		bool gone = (i < PAGES / 2 && i % 2 == 0) || i == 40 || i == 41 ||
+			    i == 50 || i == 51;
+
+		for (unsigned b = 0; b < PG; b += 512)
+			cr_assert_eq(a[i * PG + b], gone ? 0 : 0x40 + i,
+				     "page %u byte %u: %#x", i, b, a[i * PG + b]);
+	}
+	uzs_region_unreserve(a, PAGES * PG);
 }
 
 /* ---------------------------------------------- layout: holes and splits */
