@@ -19,8 +19,13 @@
  *   native    first touch of fresh memory, no userfaultfd (a region smaller
  *             than UZSWAP_MIN_REGION, so the shim ignores it).
  *   first     first touch of fresh memory the shim manages.
- *   stored    pages the shim compressed, touched once each.
- *   zero      zero pages the shim took out, touched once each.
+ *   stored    pages the shim compressed, touched once each, in a shuffled
+ *             order: each access is a fault (the shim's read-ahead serves
+ *             a reader in order before it faults, see the next phase).
+ *   in-order  the same, touched in address order: most accesses find the
+ *             page read ahead; the mean is the cost per page a sequential
+ *             reader pays.
+ *   zero      zero pages the shim took out, touched once each, shuffled.
  *
  * Without the shim preloaded, only floor and native run.  Ratios are printed
  * against floor (for stored, zero) and native (for first).
@@ -64,16 +69,53 @@ static struct result summarize(const char *name, double *lat, size_t n)
 	return r;
 }
 
-/* Touch each page once (a load), timing each access. */
+/* Touch each page once (a load) in the order given (NULL: address
+ * order), timing each access. */
 static void touch_pages(volatile unsigned char *base, size_t pages,
-			double *lat)
+			const size_t *order, double *lat)
 {
 	for (size_t i = 0; i < pages; i++) {
+		size_t p = order ? order[i] : i;
 		double t0 = now_us();
 
-		(void)base[i * PAGE + 64];
+		(void)base[p * PAGE + 64];
 		lat[i] = now_us() - t0;
 	}
+}
+
+/* A fixed shuffle of 0..n-1 (the same in every run). */
+static size_t *shuffled(size_t n)
+{
+	size_t *o = calloc(n ? n : 1, sizeof(*o));
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	if (!o) {
+		perror("calloc");
+		exit(1);
+	}
+	for (size_t i = 0; i < n; i++)
+		o[i] = i;
+	for (size_t i = n; i > 1; i--) {
+		size_t j, t;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		j = (size_t)(x % i);
+		t = o[i - 1];
+		o[i - 1] = o[j];
+		o[j] = t;
+	}
+	return o;
+}
+
+static double mean(const double *v, size_t n)
+{
+	double s = 0;
+
+	for (size_t i = 0; i < n; i++)
+		s += v[i];
+	return n ? s / (double)n : 0;
 }
 
 static void write_pages(unsigned char *base, size_t pages, double *lat)
@@ -149,7 +191,7 @@ static bool measure_floor(size_t pages, double *lat)
 	}
 	pthread_create(&t, NULL, floor_handler, NULL);
 	usleep(10000);
-	touch_pages(r, pages, lat);
+	touch_pages(r, pages, NULL, lat);
 	floor_ctx.stop = true;
 	pthread_join(t, NULL);
 	munmap(r, pages * PAGE);
@@ -195,7 +237,9 @@ int main(int argc, char **argv)
 	size_t pages = argc > 1 ? strtoul(argv[1], NULL, 0) : 8192;
 	bool shim = getenv("LD_PRELOAD") && strstr(getenv("LD_PRELOAD"), "uzswap");
 	double *lat = calloc(pages, sizeof(double));
-	struct result floor_r, native_r, first_r, stored_r, zero_r;
+	struct result floor_r, native_r, first_r, stored_r, seq_r, zero_r;
+	size_t *order = shuffled(pages);
+	double seq_mean;
 	size_t small = 64;  /* < UZSWAP_MIN_REGION: the shim leaves it */
 	unsigned char *m;
 
@@ -234,18 +278,30 @@ int main(int argc, char **argv)
 		heap_page(m + i * PAGE, i);
 	if (!wait_taken_out(m, pages, 20))
 		printf("warning: RSS did not fall: is the shim compressing?\n");
-	touch_pages(m, pages, lat);
+	touch_pages(m, pages, order, lat);
 	stored_r = summarize("stored", lat, pages);
+
+	/* in-order: the same again, read in address order */
+	for (size_t i = 0; i < pages; i++)
+		heap_page(m + i * PAGE, i + 1);
+	if (!wait_taken_out(m, pages, 20))
+		printf("warning: RSS did not fall: is the shim compressing?\n");
+	touch_pages(m, pages, NULL, lat);
+	seq_mean = mean(lat, pages);
+	seq_r = summarize("in-order", lat, pages);
 
 	/* zero: zero the pages (resident, written), wait, touch */
 	memset(m, 0, pages * PAGE);
 	if (!wait_taken_out(m, pages, 20))
 		printf("warning: RSS did not fall for zero pages\n");
-	touch_pages(m, pages, lat);
+	touch_pages(m, pages, order, lat);
 	zero_r = summarize("zero", lat, pages);
 
 	print(first_r, &native_r);
 	print(stored_r, &floor_r);
+	print(seq_r, &floor_r);
+	printf("%-8s mean %.1f us per page (%.2fx floor p50)\n", "in-order",
+	       seq_mean, seq_mean / floor_r.p50);
 	print(zero_r, &floor_r);
 	return 0;
 }
