@@ -217,6 +217,7 @@ static int setup_memory(struct uzs_engine *e)
 	e->fault_page = own(UZS_PAGE_SIZE);
 	e->fault_obj = own(UZS_PAGE_SIZE);
 	e->backed_obj = own(UZS_PAGE_SIZE);
+	e->compress_buf = own((size_t)UZS_COMPRESS_RUN * UZS_PAGE_SIZE);
 	e->zeros = own((size_t)256 << UZS_PAGE_SHIFT);
 	e->queue = own(UZS_FAULT_QUEUE * sizeof(e->queue[0]));
 	e->victims_cap = VICTIMS_CAP;
@@ -229,7 +230,7 @@ static int setup_memory(struct uzs_engine *e)
 	}
 	if (!e->regions || !e->maps_buf || !e->staging || !e->trash ||
 	    !e->fault_page ||
-	    !e->fault_obj || !e->backed_obj || !e->zeros || !e->queue || !e->victims || !e->scan)
+	    !e->fault_obj || !e->backed_obj || !e->compress_buf || !e->zeros || !e->queue || !e->victims || !e->scan)
 		return -ENOMEM;
 	/* A forked child must not share these pages: the parent could then
 	 * not move them (EBUSY) and staging would never empty again. */

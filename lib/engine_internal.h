@@ -81,6 +81,8 @@ void uzs_regions_move(struct uzs_engine *e, uintptr_t from, uintptr_t to,
  * MADV_DONTNEED on staging itself would raise an event on the first.
  */
 #define UZS_STAGING_PAGES 256u
+/* Pages compressed in a row before they are stored (reclaim.c). */
+#define UZS_COMPRESS_RUN 32u
 #define UZS_MOVE_BATCH 64u
 
 enum slot_state {
@@ -151,6 +153,8 @@ struct uzs_engine {
 
 	/* reclaim thread's own */
 	struct uzs_codec *codec;
+	bool compress_idle;         /* compress at SCHED_IDLE (reclaim.c) */
+	unsigned char *compress_buf;/* UZS_COMPRESS_RUN pages' output */
 	struct range_list *scan;    /* [0] present, [1] written */
 	uint64_t *pagemap_buf;      /* UZS_PAGEMAP_BATCH entries, without
 				     * PAGEMAP_SCAN; used under e->lock by
