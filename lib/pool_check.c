@@ -158,6 +158,8 @@ static int check_recent(struct uzs_pool *p)
 
 			CHECK(i < p->recent_hwm && listed++ < p->nrecent);
 			CHECK(h->zspage == id && h->zprev == prev);
+			CHECK(z->hole_ends &
+			      hole_end_bit(z, h->offset + h->len));
 			if (check_hole(p, i))
 				goto bad;
 			for (uint32_t k = z->holes; k != i; k = p->recent[k].znext) {

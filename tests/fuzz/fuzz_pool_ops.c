@@ -523,10 +523,13 @@ static void op_alloc(struct model *m, uint32_t len)
 		return;
 	}
 	uzs_pool_stats(m->pool, &after);
+	/* Not metadata_bytes: a placement that fails may first move the fill
+	 * point on, and the holes it leaves behind go to the known-hole table,
+	 * whose use can then reach a new page (found by this fuzzer: 4096 B
+	 * more).  Placement state may change; what the pool holds may not. */
 	if (after.objects != before.objects ||
 	    after.stored_bytes != before.stored_bytes ||
 	    after.pool_bytes != before.pool_bytes ||
-	    after.metadata_bytes != before.metadata_bytes ||
 	    after.zspages != before.zspages)
 		FAIL("failed alloc (%d) changed the pool", rc);
 	if (after.alloc_failures != before.alloc_failures + 1)
