@@ -619,6 +619,18 @@ Test(shim, bad_value_with_newline_stays_one_line)
 			 "UZSWAP_COLD_AGE=\"1\\x0asecond line\"");
 }
 
+/* st_plain compressed under o ran to its end with its own output; its
+ * stderr is the caller's to check. */
+static void run_plain_compressed(struct result *r, const struct opts *o)
+{
+	need_shim("st_plain");
+	run(r, "st_plain", "compressed", o);
+	assert_not_hung(r, "st_plain");
+	cr_assert_eq(r->status, 0, "exit status %d\nstdout:\n%s\nstderr:\n%s",
+		     r->status, r->out, r->err);
+	cr_assert_str_eq(r->out, PLAIN_OUT, "output changed:\n%s", r->out);
+}
+
 Test(shim, unknown_variable_warns_and_runs)
 {
 	struct opts o = { .env = (const char *const[]){ "UZSWAP_LIMT=1M",
@@ -627,12 +639,7 @@ Test(shim, unknown_variable_warns_and_runs)
 	struct result *r = malloc(sizeof(*r));
 
 	cr_assert_not_null(r);
-	need_shim("st_plain");
-	run(r, "st_plain", "compressed", &o);
-	assert_not_hung(r, "st_plain");
-	cr_assert_eq(r->status, 0, "exit status %d\nstdout:\n%s\nstderr:\n%s",
-		     r->status, r->out, r->err);
-	cr_assert_str_eq(r->out, PLAIN_OUT, "output changed:\n%s", r->out);
+	run_plain_compressed(r, &o);
 	cr_assert_eq(lines(r->err), 1, "want one line:\n%s", r->err);
 	cr_assert(strstr(r->err, "UZSWAP_LIMT") && strstr(r->err, "UZSWAP_LIMIT"),
 		  "%s", r->err);
@@ -715,12 +722,7 @@ Test(shim, fallbacks_say_so_at_info_level)
 	struct result *r = malloc(sizeof(*r));
 
 	cr_assert_not_null(r);
-	need_shim("st_plain");
-	run(r, "st_plain", "compressed", &o);
-	assert_not_hung(r, "st_plain");
-	cr_assert_eq(r->status, 0, "exit status %d\nstdout:\n%s\nstderr:\n%s",
-		     r->status, r->out, r->err);
-	cr_assert_str_eq(r->out, PLAIN_OUT, "output changed:\n%s", r->out);
+	run_plain_compressed(r, &o);
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		const char *hit = strstr(r->err, want[i]);
 
@@ -801,19 +803,30 @@ Test(shim, no_privilege)
 
 /* ------------------------------------------------------- pool eviction */
 
-/* The value of "key" in the last JSON line of a stats file (-1: none). */
-static long long last_json_value(const char *path, const char *key)
+/* The whole of a stats file, in a buffer of this file's (NULL: none). */
+static char *stats_text(const char *path)
 {
 	static char buf[1 << 20];
-	char pat[64], *line, *v;
 	FILE *f = fopen(path, "r");
 	size_t n;
 
 	if (!f)
-		return -1;
+		return NULL;
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
+	return buf;
+}
+
+/* The value of "key" in the last JSON line of a stats file (-1: none). */
+static long long last_json_value(const char *path, const char *key)
+{
+	char pat[64], *buf = stats_text(path), *line, *v;
+	size_t n;
+
+	if (!buf)
+		return -1;
+	n = strlen(buf);
 	while (n && buf[n - 1] == '\n')
 		buf[--n] = '\0';
 	line = strrchr(buf, '\n');
@@ -827,18 +840,12 @@ static long long last_json_value(const char *path, const char *key)
  * none): the counters are per process and only grow. */
 static long long max_json_value(const char *path, const char *key)
 {
-	static char buf[1 << 20];
+	const char *buf = stats_text(path), *v;
 	char pat[64];
-	const char *v;
 	long long best = -1;
-	FILE *f = fopen(path, "r");
-	size_t n;
 
-	if (!f)
+	if (!buf)
 		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
 	snprintf(pat, sizeof(pat), "\"%s\":", key);
 	for (v = strstr(buf, pat); v; v = strstr(v + 1, pat)) {
 		long long x = strtoll(v + strlen(pat), NULL, 10);
@@ -909,54 +916,72 @@ static void stats_file(const char *name, char *path, size_t pathlen,
 	snprintf(env, envlen, "UZSWAP_STATS_FILE=%s", path);
 }
 
+/*
+ * A run of prog arg with scans every `scan`, one more setting (`knob`: the
+ * limit or the cold age), and a JSON stats file of the test's own written
+ * every 20 ms; the run must be clean.  The caller reads the file (path),
+ * then calls stats_run_end.
+ */
+struct stats_run {
+	struct result *r;
+	char path[64];
+};
+
+static void stats_run(struct stats_run *s, const char *name, const char *prog,
+		      const char *arg, const char *scan, const char *knob)
+{
+	char stats[128], what[160];
+	struct opts o = { 0 };
+
+	s->r = malloc(sizeof(*s->r));
+	cr_assert_not_null(s->r);
+	need_shim(prog);
+	stats_file(name, s->path, sizeof(s->path), stats, sizeof(stats));
+	o.env = ENV(scan, knob, "UZSWAP_MIN_REGION=64K",
+		    "UZSWAP_STATS_INTERVAL=20ms", stats);
+	run(s->r, prog, arg, &o);
+	snprintf(what, sizeof(what), "%s %s with %s", prog, arg, knob);
+	assert_clean(s->r, what);
+}
+
+static void stats_run_end(struct stats_run *s)
+{
+	unlink(s->path);
+	free(s->r);
+}
+
 /* A program that fills fresh memory faster than pages compress, under a
  * limit: its first touches are held back while reclaim catches up (the
  * time is counted), and every byte is right. */
 Test(shim, fast_growth_is_held_back_under_a_limit)
 {
-	char stats[128], path[64];
-	struct opts o = { 0 };
-	struct result *r = malloc(sizeof(*r));
+	struct stats_run s;
 
-	cr_assert_not_null(r);
-	need_shim("st_plain");
-	stats_file("grow", path, sizeof(path), stats, sizeof(stats));
-	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_LIMIT=8M",
-		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=20ms", stats);
-	run(r, "st_plain", "grow", &o);
-	assert_clean(r, "st_plain grow with UZSWAP_LIMIT=8M");
-	cr_assert_gt(last_json_value(path, "throttle_ns"), 0,
+	stats_run(&s, "grow", "st_plain", "grow", "UZSWAP_SCAN_INTERVAL=10ms",
+		  "UZSWAP_LIMIT=8M");
+	cr_assert_gt(last_json_value(s.path, "throttle_ns"), 0,
 		     "32 MiB filled at once under an 8 MiB limit, and no first "
 		     "touch was held back");
-	unlink(path);
-	free(r);
+	stats_run_end(&s);
 }
 
 /* Compressed memory read back in order is restored ahead of the reader
  * (fewer faults, each bringing a run), and every byte is right. */
 Test(shim, sequential_readback_reads_ahead)
 {
-	char stats[128], path[64];
-	struct opts o = { 0 };
-	struct result *r = malloc(sizeof(*r));
+	struct stats_run s;
 	long long ahead, faults;
 
-	cr_assert_not_null(r);
-	need_shim("st_plain");
-	stats_file("ahead", path, sizeof(path), stats, sizeof(stats));
-	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=20ms",
-		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=20ms", stats);
-	run(r, "st_plain", "compressed", &o);
-	assert_clean(r, "st_plain compressed with UZSWAP_COLD_AGE=20ms");
-	ahead = last_json_value(path, "read_ahead");
-	faults = last_json_value(path, "faults_stored") +
-		 last_json_value(path, "faults_zero") +
-		 last_json_value(path, "faults_same");
+	stats_run(&s, "ahead", "st_plain", "compressed",
+		  "UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=20ms");
+	ahead = last_json_value(s.path, "read_ahead");
+	faults = last_json_value(s.path, "faults_stored") +
+		 last_json_value(s.path, "faults_zero") +
+		 last_json_value(s.path, "faults_same");
 	cr_assert_gt(ahead, faults, "8 MiB read back in order: %lld pages "
 		     "read ahead, against %lld faults on taken-out pages",
 		     ahead, faults);
-	unlink(path);
-	free(r);
+	stats_run_end(&s);
 }
 
 /* A mapping filled at once, with scans a second apart: the fault thread's
@@ -964,23 +989,15 @@ Test(shim, sequential_readback_reads_ahead)
  * the mapping, and the rest of its first touches are held back. */
 Test(shim, unseen_growth_is_found_and_held_back)
 {
-	char stats[128], path[64];
-	struct opts o = { 0 };
-	struct result *r = malloc(sizeof(*r));
+	struct stats_run s;
 
-	cr_assert_not_null(r);
-	need_shim("st_plain");
-	stats_file("burst", path, sizeof(path), stats, sizeof(stats));
-	o.env = ENV("UZSWAP_SCAN_INTERVAL=1s", "UZSWAP_LIMIT=16M",
-		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=20ms", stats);
-	run(r, "st_plain", "burst", &o);
-	assert_clean(r, "st_plain burst with UZSWAP_LIMIT=16M");
-	cr_assert_gt(last_json_value(path, "throttle_ns"), 0,
+	stats_run(&s, "burst", "st_plain", "burst", "UZSWAP_SCAN_INTERVAL=1s",
+		  "UZSWAP_LIMIT=16M");
+	cr_assert_gt(last_json_value(s.path, "throttle_ns"), 0,
 		     "32 MiB mapped and filled at once under a 16 MiB limit, "
 		     "and no first touch was held back: the mapping was not "
 		     "found while it filled");
-	unlink(path);
-	free(r);
+	stats_run_end(&s);
 }
 
 /* Reading back much more than the limit, at once: restores are held back
@@ -988,22 +1005,14 @@ Test(shim, unseen_growth_is_found_and_held_back)
  * it reads faster than pages compress), and every byte is right. */
 Test(shim, fast_readback_is_held_back_under_a_limit)
 {
-	char stats[128], path[64];
-	struct opts o = { 0 };
-	struct result *r = malloc(sizeof(*r));
+	struct stats_run s;
 
-	cr_assert_not_null(r);
-	need_shim("st_plain");
-	stats_file("readback", path, sizeof(path), stats, sizeof(stats));
-	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_LIMIT=8M",
-		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=20ms", stats);
-	run(r, "st_plain", "readback", &o);
-	assert_clean(r, "st_plain readback with UZSWAP_LIMIT=8M");
-	cr_assert_gt(last_json_value(path, "throttle_restore_ns"), 0,
+	stats_run(&s, "readback", "st_plain", "readback",
+		  "UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_LIMIT=8M");
+	cr_assert_gt(last_json_value(s.path, "throttle_restore_ns"), 0,
 		     "32 MiB read back at once under an 8 MiB limit, and no "
 		     "restore was held back");
-	unlink(path);
-	free(r);
+	stats_run_end(&s);
 }
 
 /* Nothing to take out: scans back off (each re-arms write tracking, which
