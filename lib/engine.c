@@ -346,12 +346,22 @@ void uzs_engine_stats(struct uzs_engine *e, struct uzs_engine_stats *out)
 	pthread_mutex_unlock(&e->lock);
 }
 
+/* One JSON line of snap to the stats file (O_APPEND: a line written from
+ * two threads at once stays whole). */
+static void stats_file_line(struct uzs_engine *e,
+			    const struct uzs_engine_stats *snap)
+{
+	char line[UZS_STATS_JSON_MAX];
+	size_t n = uzs_stats_json(snap, (uint64_t)getpid(), line, sizeof(line));
+
+	if (n && write(e->stats_fd, line, n) != (ssize_t)n)
+		uzs_log(e, UZS_LOG_WARN, "writing %s failed", e->cfg.stats_file);
+}
+
 void uzs_engine_publish(struct uzs_engine *e)
 {
 	struct uzs_engine_stats snap;
-	char line[UZS_STATS_JSON_MAX];
 	uint64_t now = uzs_now_ns();
-	size_t n;
 
 	if (!e->shm && e->stats_fd < 0)
 		return;
@@ -361,9 +371,17 @@ void uzs_engine_publish(struct uzs_engine *e)
 	if (e->stats_fd < 0 || now < e->next_stats_ns)
 		return;
 	e->next_stats_ns = now + e->cfg.stats_interval_ns;
-	n = uzs_stats_json(&snap, (uint64_t)getpid(), line, sizeof(line));
-	if (n && write(e->stats_fd, line, n) != (ssize_t)n)
-		uzs_log(e, UZS_LOG_WARN, "writing %s failed", e->cfg.stats_file);
+	stats_file_line(e, &snap);
+}
+
+void uzs_engine_stats_file_final(struct uzs_engine *e)
+{
+	struct uzs_engine_stats snap;
+
+	if (e->stats_fd < 0)
+		return;
+	uzs_engine_stats(e, &snap);
+	stats_file_line(e, &snap);
 }
 
 /* -------------------------------------------------------------- fork */

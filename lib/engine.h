@@ -122,6 +122,10 @@ int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 /* Snapshot the counters (consistent enough for reporting). */
 void uzs_engine_stats(struct uzs_engine *e, struct uzs_engine_stats *out);
 
+/* At exit: one more line in UZSWAP_STATS_FILE, whatever the interval, so
+ * the file ends with the counters as the program left them. */
+void uzs_engine_stats_file_final(struct uzs_engine *e);
+
 /*
  * Tests only: the NUMA topology the next uzs_engine_start uses instead of
  * the machine's (a fake one, numa_topology.h), or NULL for the machine's.

@@ -89,7 +89,8 @@ __attribute__((constructor)) static void uzswap_init(void)
 /*
  * At exit the engine keeps running: destructors and atexit handlers that run
  * after this one may still touch compressed pages, and exit_group ends our
- * threads with the rest.  This only reports.
+ * threads with the rest.  This only reports: a last line in the stats file
+ * (a short run would otherwise miss its last interval) and the summary.
  */
 __attribute__((destructor)) static void uzswap_fini(void)
 {
@@ -97,7 +98,10 @@ __attribute__((destructor)) static void uzswap_fini(void)
 	char buf[UZS_STATS_SUMMARY_MAX];
 	size_t n;
 
-	if (!engine || !config.stats)
+	if (!engine)
+		return;
+	uzs_engine_stats_file_final(engine);
+	if (!config.stats)
 		return;
 	uzs_engine_stats(engine, &st);
 	n = uzs_stats_summary(&st, buf, sizeof(buf));

@@ -950,6 +950,27 @@ static void stats_run_end(struct stats_run *s)
 	free(s->r);
 }
 
+/* The stats file ends with the counters at exit, however long the interval:
+ * a short run's last interval is not lost. */
+Test(shim, stats_file_ends_with_the_counters_at_exit)
+{
+	char stats[128], path[64];
+	struct opts o = { 0 };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_plain");
+	stats_file("final", path, sizeof(path), stats, sizeof(stats));
+	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=20ms",
+		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=1h", stats);
+	run(r, "st_plain", "compressed", &o);
+	assert_clean(r, "st_plain compressed with UZSWAP_STATS_INTERVAL=1h");
+	cr_assert_gt(last_json_value(path, "refaults"), 0, "the last line of "
+		     "the stats file does not show the pages that came back");
+	unlink(path);
+	free(r);
+}
+
 /* A program that fills fresh memory faster than pages compress, under a
  * limit: its first touches are held back while reclaim catches up (the
  * time is counted), and every byte is right. */
