@@ -70,6 +70,27 @@ bad:
 	return -EUCLEAN;
 }
 
+/* Free space [offset, end) of zspage id lies between fragment prev (NIL:
+ * the zspage's start) and the fragment after it: no fragment overlaps it. */
+static int check_between(struct uzs_pool *p, uint32_t id, uint32_t prev,
+			 uint32_t offset, uint32_t end)
+{
+	uint32_t next = p->zs[id].first;
+
+	if (prev != NIL) {
+		const struct frag *f = frag_at(p, prev);
+
+		CHECK(f->len && f->zspage == id);
+		CHECK(f->offset + f->len <= offset);
+		next = f->next;
+	}
+	if (next != NIL)
+		CHECK(frag_at(p, next)->offset >= end);
+	return 0;
+bad:
+	return -EUCLEAN;
+}
+
 /* The cursor's holes lie in its zspage, in order, and hold no fragment. */
 static int check_cursor(struct uzs_pool *p)
 {
@@ -85,24 +106,11 @@ static int check_cursor(struct uzs_pool *p)
 	CHECK(c->at <= c->nholes && c->nholes <= ZSPAGE_MAX_FRAGS + 1);
 	for (uint32_t i = c->at; i < c->nholes; i++) {
 		const struct hole *h = &c->holes[i];
-		uint32_t next;
 
 		CHECK(h->offset >= end && h->offset + h->len <= zs_capacity(z));
 		end = h->offset + h->len;
-		if (!h->len)
-			continue;
-		/* Between the fragment before it and the one after that. */
-		if (h->prev != NIL) {
-			const struct frag *f = frag_at(p, h->prev);
-
-			CHECK(f->len && f->zspage == c->zspage);
-			CHECK(f->offset + f->len <= h->offset);
-			next = f->next;
-		} else {
-			next = z->first;
-		}
-		if (next != NIL)
-			CHECK(frag_at(p, next)->offset >= end);
+		if (h->len)
+			CHECK(!check_between(p, c->zspage, h->prev, h->offset, end));
 	}
 	return 0;
 bad:
@@ -115,23 +123,13 @@ static int check_hole(struct uzs_pool *p, uint32_t i)
 {
 	const struct recent_hole *h = &p->recent[i];
 	const struct zspage *z = &p->zs[h->zspage];
-	uint32_t next, end = h->offset + h->len;
+	uint32_t end = h->offset + h->len;
 
 	CHECK(h->zspage < p->arena_bump && z->npages && h->len >= MIN_SPLIT);
 	CHECK(z->nfrags < zs_max_frags(z));
 	CHECK(!(z->flags & (ZS_ISOLATED | ZS_DRAINING)));
 	CHECK(h->zspage != p->cur.zspage && end <= zs_capacity(z));
-	if (h->prev != NIL) {
-		const struct frag *f = frag_at(p, h->prev);
-
-		CHECK(f->len && f->zspage == h->zspage);
-		CHECK(f->offset + f->len <= h->offset);
-		next = f->next;
-	} else {
-		next = z->first;
-	}
-	if (next != NIL)
-		CHECK(frag_at(p, next)->offset >= end);
+	CHECK(!check_between(p, h->zspage, h->prev, h->offset, end));
 	return 0;
 bad:
 	return -EUCLEAN;
