@@ -176,6 +176,17 @@ static void summary_memory(struct out *o, const struct uzs_engine_stats *s)
 	line_end(o, l);
 }
 
+/* " in P of pool, C of it compressed data": a pool's memory and use. */
+static void put_pool_use(struct out *o, uint64_t pool_bytes,
+			 uint64_t stored_bytes)
+{
+	put_str(o, " in ");
+	put_bytes(o, pool_bytes);
+	put_str(o, " of pool, ");
+	put_bytes(o, stored_bytes);
+	put_str(o, " of it compressed data");
+}
+
 static void summary_held(struct out *o, const struct uzs_engine_stats *s)
 {
 	size_t l = line_begin(o);
@@ -188,11 +199,8 @@ static void summary_held(struct out *o, const struct uzs_engine_stats *s)
 	put_u64(o, s->pages_same);
 	put_str(o, " same-filled, ");
 	put_u64(o, s->pages_stored);
-	put_str(o, " stored pages) in ");
-	put_bytes(o, s->pool_bytes);
-	put_str(o, " of pool, ");
-	put_bytes(o, s->stored_bytes);
-	put_str(o, " of it compressed data");
+	put_str(o, " stored pages)");
+	put_pool_use(o, s->pool_bytes, s->stored_bytes);
 	line_end(o, l);
 }
 
@@ -209,11 +217,8 @@ static void summary_pools(struct out *o, const struct uzs_engine_stats *s)
 		put_u64(o, f->node >= 0 ? (uint64_t)f->node : i);
 		put_str(o, ": ");
 		put_u64(o, f->pages_stored);
-		put_str(o, " stored pages in ");
-		put_bytes(o, f->pool_bytes);
-		put_str(o, " of pool, ");
-		put_bytes(o, f->stored_bytes);
-		put_str(o, " of it compressed data");
+		put_str(o, " stored pages");
+		put_pool_use(o, f->pool_bytes, f->stored_bytes);
 		line_end(o, l);
 	}
 }
