@@ -188,7 +188,9 @@ struct uzs_engine {
 	bool takeouts_stopped;      /* staging is unusable: compress no more */
 	bool limit_warned;          /* said once that the limit cannot hold */
 	bool limit_stuck;           /* the last scan could not meet the limit */
+	uint64_t limit_floor_pages; /* nor evicting the pool: how low it goes */
 	bool fault_waiting;         /* the fault thread wants the lock */
+	bool holding_back;          /* a fault waits for reclaim (atomic) */
 	uint64_t throttle_mark_ns;  /* a fault held back since (fault.c) */
 	uint64_t throttle_mark_pages; /* resident and pool pages then */
 	uint64_t throttle_off_until;/* reclaim stalled: no holding back till */
@@ -226,7 +228,7 @@ uint64_t uzs_watch_rss(struct uzs_engine *e);
  * no eviction if it cannot be had. */
 void uzs_evict_setup(struct uzs_engine *e);
 /* Could the pool shrink by eviction now? */
-bool uzs_evict_possible(struct uzs_engine *e);
+bool uzs_evict_possible(const struct uzs_engine *e);
 /* Evict the coldest pool pages until the pool holds at most target bytes
  * (or nothing more can go).  Takes e->lock as needed; returns pool pages
  * released. */
@@ -252,6 +254,7 @@ void uzs_policy_scan(struct uzs_engine *e, unsigned age_by);
  * Under e->lock.
  */
 uint64_t uzs_limit_used_pages(struct uzs_engine *e, uint64_t resident);
+uint64_t uzs_limit_headroom_pages(const struct uzs_engine *e);
 
 /* pools.c */
 /* Learn the topology, choose the pools (UZSWAP_NUMA) and create them. */

@@ -80,7 +80,7 @@ void uzs_evict_setup(struct uzs_engine *e)
 			"UZSWAP_BACKING to a directory on disk");
 }
 
-bool uzs_evict_possible(struct uzs_engine *e)
+bool uzs_evict_possible(const struct uzs_engine *e)
 {
 	return e->backing && !e->backing_failed;
 }
@@ -251,7 +251,8 @@ void uzs_evict_round(struct uzs_engine *e)
 	stuck = e->limit_stuck;
 	pthread_mutex_unlock(&e->lock);
 	if (limit && stuck && used > limit) {
-		uint64_t over = used - limit + limit / 32;
+		uint64_t over = used - limit +
+				(uzs_limit_headroom_pages(e) << UZS_PAGE_SHIFT);
 		uint64_t t = held > over ? held - over : 0;
 
 		if (t < target)

@@ -169,13 +169,28 @@ static uint64_t limit_used_pages(struct uzs_engine *e)
 	return uzs_limit_used_pages(e, e->resident_pages);
 }
 
+/*
+ * The level faults are held to, in pages, 0 for none: the limit, or when
+ * the last scan found it out of reach even with the pool evicted, the
+ * lowest level within reach (policy.c, limit_floor).  None when pages in
+ * use would have to go and there is no backing file to take the pool.
+ */
+static uint64_t held_to(const struct uzs_engine *e)
+{
+	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
+
+	if (e->limit_stuck && !uzs_evict_possible(e))
+		return 0;
+	return limit > e->limit_floor_pages ? limit : e->limit_floor_pages;
+}
+
 /* Over the limit between scans (a program allocating fast): wake the
  * reclaim thread once, rather than wait for its next interval. */
 static void check_limit(struct uzs_engine *e)
 {
-	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
+	uint64_t limit = held_to(e);
 
-	if (!limit || e->kicked || (e->limit_stuck && !uzs_evict_possible(e)))
+	if (!limit || e->kicked)
 		return;
 	if (limit_used_pages(e) > limit) {
 		e->kicked = true;
@@ -202,23 +217,23 @@ static void check_limit(struct uzs_engine *e)
  * back then pauses for THROTTLE_OFF_NS, so a program is slowed to the speed
  * of compression, never stopped.  (The stall allows for a batch of
  * take-outs on a busy machine, tens of milliseconds; a shorter one let a
- * fast program run free most of the time.)  A limit that taking pages out
- * cannot meet (limit_stuck) holds nothing back, unless the pool can still
- * be evicted to the backing file.
+ * fast program run free most of the time.)  Faults are held back to
+ * held_to(): the limit, or the lowest level within reach.
  */
 #define THROTTLE_STEP_US 200u
 #define THROTTLE_STALL_NS (100u * 1000000u)
 #define THROTTLE_OFF_NS (20u * 1000000u)
 
-static bool hold_back(struct uzs_engine *e, bool restore)
+/* Should a fault that makes memory grow wait now?  Keeps the marks of
+ * progress.  Under e->lock. */
+static bool must_wait(struct uzs_engine *e)
 {
-	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, now, used;
+	uint64_t limit = held_to(e), now, used;
 
 	if (!limit)
 		return false;
 	used = limit_used_pages(e);
-	if ((e->limit_stuck && !uzs_evict_possible(e)) || e->takeouts_stopped ||
-	    used <= limit) {
+	if (e->takeouts_stopped || used <= limit) {
 		e->throttle_mark_ns = 0;
 		return false;
 	}
@@ -233,17 +248,30 @@ static bool hold_back(struct uzs_engine *e, bool restore)
 		e->throttle_off_until = now + THROTTLE_OFF_NS;
 		return false;
 	}
+	return true;
+}
+
+static bool hold_back(struct uzs_engine *e, bool restore)
+{
+	bool wait = must_wait(e);
+	uint64_t t0;
+
+	/* Compression leaves idle priority while we wait (reclaim.c). */
+	__atomic_store_n(&e->holding_back, wait, __ATOMIC_RELAXED);
+	if (!wait)
+		return false;
 	if (!e->kicked) {
 		e->kicked = true;
 		uzs_kick_reclaim(e);
 	}
+	t0 = uzs_now_ns();
 	pthread_mutex_unlock(&e->lock);
 	usleep(THROTTLE_STEP_US);
 	uzs_lock_fault(e);
-	now = uzs_now_ns() - now;
-	e->st.throttle_ns += now;
+	t0 = uzs_now_ns() - t0;
+	e->st.throttle_ns += t0;
 	if (restore)
-		e->st.throttle_restore_ns += now;
+		e->st.throttle_restore_ns += t0;
 	return true;
 }
 

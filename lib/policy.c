@@ -277,6 +277,23 @@ uint64_t uzs_limit_used_pages(struct uzs_engine *e, uint64_t resident)
 	       ((own + UZS_PAGE_SIZE - 1) >> UZS_PAGE_SHIFT);
 }
 
+/*
+ * How far below the limit a take-out round aims, so one new page does not
+ * mean one more round: 1/32 of the limit, and at least LIMIT_HEADROOM_MIN.
+ * The floor is for small limits.  Under a 512 KiB limit, 1/32 was 4 pages:
+ * a program reading its data back was held back after every fourth restore
+ * until a whole round (a scan of every region) had run again, and a
+ * 3-second test took 9-12 s, 60 on a loaded machine.
+ */
+#define LIMIT_HEADROOM_MIN 64u
+
+uint64_t uzs_limit_headroom_pages(const struct uzs_engine *e)
+{
+	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
+
+	return limit / 32 > LIMIT_HEADROOM_MIN ? limit / 32 : LIMIT_HEADROOM_MIN;
+}
+
 static uint64_t pages_over_limit(struct uzs_engine *e, uint64_t resident)
 {
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
@@ -288,9 +305,7 @@ static uint64_t pages_over_limit(struct uzs_engine *e, uint64_t resident)
 	used = uzs_limit_used_pages(e, resident);
 	if (used <= limit)
 		return 0;
-	/* A little below the limit, so one new page does not mean one more
-	 * take-out round: 1/32 of the limit of headroom. */
-	return used - limit + limit / 32;
+	return used - limit + uzs_limit_headroom_pages(e);
 }
 
 /*
@@ -344,6 +359,35 @@ cannot:
 		e->limit_warned = true;
 	}
 	return false;
+}
+
+/*
+ * Short of pages to take out, how low can the limit's measure go with the
+ * pool evicted to the backing file?  No lower than what stays without it:
+ * the pages not taken, a batch in staging and our own bookkeeping (page
+ * table, handle slots, zspage descriptors), which no eviction shrinks.
+ * Above the limit, that floor (plus the headroom a round aims below) is
+ * what faults are held back to instead: a 512 KiB limit on 46 MiB managed
+ * has 536 KiB of bookkeeping alone, and holding faults back for eviction
+ * that could not help made a 3-second test run 10 s, 60 on a loaded
+ * machine.  0 when the limit itself can be met.  Under e->lock.
+ */
+static uint64_t limit_floor(struct uzs_engine *e, const struct scan_state *s,
+			    uint64_t got)
+{
+	uint64_t keep = s->resident > got ? s->resident - got : 0;
+	uint64_t floor = uzs_limit_used_pages(e, keep) -
+			 (uzs_pools_held(e) >> UZS_PAGE_SHIFT);
+
+	if (floor <= e->cfg.limit >> UZS_PAGE_SHIFT)
+		return 0;
+	if (!e->limit_warned) {
+		uzs_log(e, UZS_LOG_WARN, "UZSWAP_LIMIT cannot be met: the pages "
+			"in use and uzswap's own bookkeeping need %llu KiB",
+			(unsigned long long)(floor << (UZS_PAGE_SHIFT - 10)));
+		e->limit_warned = true;
+	}
+	return floor + uzs_limit_headroom_pages(e);
 }
 
 /* The youngest age still taken so that at least `need` pages are. */
@@ -508,6 +552,7 @@ void uzs_policy_scan(struct uzs_engine *e, unsigned age_by)
 	e->st.scans++;
 	need = pages_over_limit(e, s.resident);
 	e->limit_stuck = false;
+	e->limit_floor_pages = 0;
 	if (need) {
 		uint64_t got = 0;
 		unsigned t = threshold_for(s.hist, need, &got);
@@ -523,6 +568,8 @@ void uzs_policy_scan(struct uzs_engine *e, unsigned age_by)
 		/* Short of the limit even so: a fault over the limit need not
 		 * ask again before the next timed scan, nothing will change. */
 		e->limit_stuck = got < need;
+		if (e->limit_stuck && uzs_evict_possible(e))
+			e->limit_floor_pages = limit_floor(e, &s, got);
 	}
 	pthread_mutex_unlock(&e->lock);
 	e->nvictims = 0;
