@@ -236,9 +236,13 @@ static void age_chunk(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 				removing_seen(e, q, w);
 				s->resident++;
 				if (w) {
+					/* Written again since found incompressible
+					 * or unmovable, unless this scan is kicked:
+					 * then it may date from before. */
 					q->age = 0;
-					q->flags &= (uint8_t)~(UZS_PTE_INCOMPRESSIBLE |
-							       UZS_PTE_UNMOVABLE);
+					if (s->age_by)
+						q->flags &= (uint8_t)~(UZS_PTE_INCOMPRESSIBLE |
+								       UZS_PTE_UNMOVABLE);
 				} else if (s->age_by) {
 					q->age = (uint8_t)(q->age + s->age_by < AGE_MAX ?
 							   q->age + s->age_by : AGE_MAX);
@@ -450,6 +454,14 @@ static bool next_span(struct uzs_engine *e, uintptr_t addr, uintptr_t *start,
  * Age every managed page by one scan.  The lock is taken per chunk of
  * SCAN_CHUNK bytes, so a fault waits at most one chunk's work (about a
  * hundred microseconds) for the scan, however large the process.
+ *
+ * A kicked scan (age_by 0) reads which pages were written but leaves them
+ * unprotected: "written since the last timed scan" is all either kind of
+ * scan needs, and each page protected again costs the program a fault at
+ * its next write.  Under a limit, scans are kicked several times a second
+ * while a hot set comes back, and protecting it again at each made
+ * examples/cache's hot phase take 20,000 more faults (PVM guests like this
+ * one pay a VM exit for each).
  */
 static void age_all(struct uzs_engine *e, struct scan_state *s)
 {
@@ -468,10 +480,11 @@ static void age_all(struct uzs_engine *e, struct scan_state *s)
 		stop = end - start > SCAN_CHUNK ? start + SCAN_CHUNK : end;
 		wstop = stop;
 		/* The pagemap ioctls never wait for the fault thread, so they
-		 * are safe under the lock, and quick for one chunk. */
+		 * are safe under the lock, and quick for one chunk.  Only a
+		 * timed scan protects written pages again (see above). */
 		if (e->have_wp_async && wp)
-			wstop = scan_ranges(e, start, stop, PAGE_IS_WRITTEN, true,
-					    written);
+			wstop = scan_ranges(e, start, stop, PAGE_IS_WRITTEN,
+					    s->age_by != 0, written);
 		else
 			written->n = 0;
 		pstop = scan_ranges(e, start, wstop, PAGE_IS_PRESENT, false,
