@@ -160,8 +160,9 @@ struct uzs_engine {
 				     * PAGEMAP_SCAN; used under e->lock by
 				     * whichever thread scans (policy.c) */
 	uintptr_t *victims;         /* addresses chosen by the policy */
-	uint64_t rss_mark;          /* process RSS (pages) when last looked at */
-	uint64_t used_mark;         /* uzs_limit_used_pages then */
+	uint64_t rss_mark;          /* anonymous RSS (pages) at the last look */
+	uint64_t used_mark;         /* what our accounts explained then */
+	uint64_t unmanaged_pages;   /* anonymous RSS they do not explain */
 	size_t nvictims, victims_cap;
 	struct uzs_numa_pref reclaim_pref;
 
@@ -219,9 +220,6 @@ bool uzs_staging_holds(struct uzs_engine *e, unsigned slot, unsigned n);
 void *uzs_reclaim_thread_main(void *arg);
 /* Take out the victims chosen by the policy; returns pages taken. */
 size_t uzs_reclaim_victims(struct uzs_engine *e);
-/* With a limit: register mappings the program grew unseen (reclaim.c);
- * returns the process's RSS in pages.  Under e->lock. */
-uint64_t uzs_watch_rss(struct uzs_engine *e);
 
 /* evict.c */
 /* Open the backing file if the settings call for one; one warning line and
@@ -246,15 +244,20 @@ void uzs_policy_rearm(struct uzs_engine *e, uintptr_t start, uintptr_t end);
  * scan intervals (0 for a scan that only looks), and choose e->victims.
  * Called without the lock. */
 void uzs_policy_scan(struct uzs_engine *e, unsigned age_by);
-/*
- * What UZSWAP_LIMIT counts, in pages, given resident managed pages: those,
- * pages taken out but not yet emptied from staging, the pools as they are
- * now (not as at the last scan: a round of take-outs grows them long before
- * the next scan), and our own bookkeeping, which grows with what we manage.
- * Under e->lock.
- */
+
+/* limit.c */
+/* What UZSWAP_LIMIT counts, in pages, given resident managed pages (see
+ * limit.c).  Under e->lock. */
 uint64_t uzs_limit_used_pages(struct uzs_engine *e, uint64_t resident);
+/* How far below the limit a take-out round aims, in pages. */
 uint64_t uzs_limit_headroom_pages(const struct uzs_engine *e);
+/* With a limit: register mappings the program grew unseen and count the
+ * anonymous memory we do not manage; returns the process's anonymous RSS
+ * in pages (0 if unknown).  Under e->lock. */
+uint64_t uzs_watch_rss(struct uzs_engine *e);
+/* After a scan, which recounts resident memory: growth is measured from
+ * here.  Takes e->lock. */
+void uzs_limit_remark(struct uzs_engine *e);
 
 /* pools.c */
 /* Learn the topology, choose the pools (UZSWAP_NUMA) and create them. */

@@ -13,8 +13,8 @@
  *   Variable               Type      Default       Meaning
  *   ---------------------  --------  ------------  ---------------------------
  *   UZSWAP_DISABLE         bool      off           run the program untouched
- *   UZSWAP_LIMIT           size > 0  unset         keep resident managed memory
- *                                    (no limit)    at or under SIZE
+ *   UZSWAP_LIMIT           size > 0  unset         keep the process's anonymous
+ *                                    (no limit)    memory at or under SIZE
  *   UZSWAP_COLD_AGE        duration  120s, or off  compress pages untouched
  *                          or "off"  if LIMIT set  that long; "off" or 0
  *                                                  disables

@@ -267,37 +267,6 @@ static void age_chunk(struct uzs_engine *e, uintptr_t start, uintptr_t end,
 }
 
 /* Pages to take out so the limit holds again, or 0. */
-/*
- * The page table (16 B per page), handle slots and zspage descriptors come
- * to about 1.5% of what is managed: 4 MiB for 256 MiB, which the limit
- * would otherwise leave on top of itself, and with it the process's RSS.
- */
-uint64_t uzs_limit_used_pages(struct uzs_engine *e, uint64_t resident)
-{
-	uint64_t own = uzs_pools_held(e) + uzs_pools_overhead(e) +
-		       uzs_pt_bytes(e->pt);
-
-	return resident + __atomic_load_n(&e->staging_held, __ATOMIC_RELAXED) +
-	       ((own + UZS_PAGE_SIZE - 1) >> UZS_PAGE_SHIFT);
-}
-
-/*
- * How far below the limit a take-out round aims, so one new page does not
- * mean one more round: 1/32 of the limit, and at least LIMIT_HEADROOM_MIN.
- * The floor is for small limits.  Under a 512 KiB limit, 1/32 was 4 pages:
- * a program reading its data back was held back after every fourth restore
- * until a whole round (a scan of every region) had run again, and a
- * 3-second test took 9-12 s, 60 on a loaded machine.
- */
-#define LIMIT_HEADROOM_MIN 64u
-
-uint64_t uzs_limit_headroom_pages(const struct uzs_engine *e)
-{
-	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
-
-	return limit / 32 > LIMIT_HEADROOM_MIN ? limit / 32 : LIMIT_HEADROOM_MIN;
-}
-
 static uint64_t pages_over_limit(struct uzs_engine *e, uint64_t resident)
 {
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;

@@ -601,108 +601,6 @@ static bool pool_full(struct uzs_engine *e)
 	       uzs_pools_held(e) + 2 * UZS_PAGE_SIZE > e->pool_cap;
 }
 
-/* Resident pages of the whole process, from /proc/self/statm (our own
- * buffer, no stdio); 0 if it cannot be read. */
-static uint64_t process_rss_pages(void)
-{
-	char buf[128];
-	ssize_t n;
-	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-	uint64_t v = 0;
-	const char *p = buf;
-
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	while (*p && *p != ' ')
-		p++;    /* total size; the second field is resident */
-	while (*p == ' ')
-		p++;
-	while (*p >= '0' && *p <= '9')
-		v = v * 10 + (uint64_t)(*p++ - '0');
-	return v;
-}
-
-/*
- * Pages the process grew by since the mark that our own accounts do not
- * explain (the limit's measure, uzs_limit_used_pages, moves with every
- * fault, take-out and pool page), if more than unseen_min; else 0.
- * Measuring plain RSS growth instead went wrong both ways: during a round
- * our take-outs shrink the RSS as fast as a new mapping filled natively
- * grows it (20 MiB slabs went unseen), and restores grow it with pages
- * already counted (counting them twice held a hot phase back for
- * nothing).  Falling behind our accounts moves the mark down.  Under
- * e->lock.
- */
-static int64_t unseen_min(const struct uzs_engine *e)
-{
-	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
-
-	/* A sixty-fourth of the limit: our own accounts are exact (a batch
-	 * in staging counts until it is emptied), so what is left is the
-	 * program's own small change, which is not worth a look each time. */
-	return (int64_t)(limit / 64 > 64 ? limit / 64 : 64);
-}
-
-static uint64_t rss_unseen(struct uzs_engine *e, uint64_t rss)
-{
-	uint64_t used = uzs_limit_used_pages(e, e->resident_pages);
-	int64_t unseen = (int64_t)(rss - e->rss_mark) -
-			 (int64_t)(used - e->used_mark);
-
-	if (!rss)
-		return 0;
-	if (unseen <= unseen_min(e)) {
-		if (unseen < 0) {
-			e->rss_mark = rss;
-			e->used_mark = used;
-		}
-		return 0;
-	}
-	e->rss_mark = rss;
-	e->used_mark = used + (uint64_t)unseen;
-	return (uint64_t)unseen;
-}
-
-/*
- * With a limit, a program that allocates fast must not run far past it
- * before its new mappings are found: a mapping we have not registered
- * fills natively, with huge pages, at the program's full speed (a glibc
- * slab of 32 MiB in tens of milliseconds).  So the fault thread calls this
- * every few milliseconds while the RSS moves (a read of /proc/self/statm, a
- * few microseconds; fault.c) and the reclaim thread between batches of a
- * round: growth we cannot account for registers new mappings at once.
- * Their first touches then come to the fault thread, which holds them back
- * over the limit.  Returns the RSS read, in pages.  Under e->lock.
- */
-uint64_t uzs_watch_rss(struct uzs_engine *e)
-{
-	uint64_t rss = process_rss_pages(), grew = rss_unseen(e, rss);
-
-	if (!grew)
-		return rss;
-	uzs_regions_refresh(e);
-	/* Counted by the next scan; until then, the fault thread's estimate
-	 * must not miss memory that grew unseen (it decides whether to hold
-	 * back). */
-	e->resident_pages += grew;
-	return rss;
-}
-
-/* After a scan, which recounts resident memory: growth is measured from
- * here. */
-static void rss_remark(struct uzs_engine *e)
-{
-	uzs_lock(e);
-	e->rss_mark = process_rss_pages();
-	e->used_mark = uzs_limit_used_pages(e, e->resident_pages);
-	pthread_mutex_unlock(&e->lock);
-}
-
 size_t uzs_reclaim_victims(struct uzs_engine *e)
 {
 	struct staged batch[UZS_STAGING_PAGES];
@@ -814,7 +712,7 @@ void *uzs_reclaim_thread_main(void *arg)
 			__atomic_store_n(&e->kicked, false, __ATOMIC_RELAXED);
 			uzs_policy_scan(e, age_by);
 			if (e->cfg.limit)
-				rss_remark(e);
+				uzs_limit_remark(e);
 			took = uzs_reclaim_victims(e);
 			uzs_evict_round(e);
 			if (took || kicked)

@@ -102,7 +102,7 @@ struct run_option {
 /* The UZSWAP_* variables a user would set per run; see env_config.h. */
 static const struct run_option options[] = {
 	{ "limit", "SIZE", "UZSWAP_LIMIT", K_SIZE, 1, UINT64_MAX,
-	  "keep resident managed memory at or under SIZE" },
+	  "keep anonymous memory at or under SIZE" },
 	{ "cold-age", "T|off", "UZSWAP_COLD_AGE", K_DURATION_OFF, NO_RANGE,
 	  "compress pages untouched for T" },
 	{ "pool-max", "SIZE", "UZSWAP_POOL_MAX", K_SIZE, 64 << 10, UINT64_MAX,
@@ -472,9 +472,9 @@ static const char env_help[] =
 "Environment (the shim reads these; `uzswap run` options set them):\n"
 "  variable               accepts           default       meaning\n"
 "  UZSWAP_DISABLE         bool              off           run the program untouched\n"
-"  UZSWAP_LIMIT           size > 0          no limit      keep resident managed memory,\n"
-"                                                         the pool and our bookkeeping\n"
-"                                                         at or under SIZE\n"
+"  UZSWAP_LIMIT           size > 0          no limit      keep the process's anonymous\n"
+"                                                         memory (ours included) at or\n"
+"                                                         under SIZE; no huge pages\n"
 "  UZSWAP_COLD_AGE        duration or off   120s; off if  compress pages untouched that\n"
 "                                           LIMIT is set  long (0 or off: never)\n"
 "  UZSWAP_MIN_REGION      size              1M            leave smaller mappings alone\n"
