@@ -1021,6 +1021,16 @@ Test(shim, unseen_growth_is_found_and_held_back)
 	stats_run_end(&s);
 }
 
+/* The limit counts anonymous memory the engine does not manage: 8 MiB of
+ * data fits under 10 MiB, but not beside 6 MiB of executable memory, so
+ * half of it must go out (and huge pages are off under a limit). */
+SHIM_TEST(limit_counts_unmanaged_memory, "st_plain", "unmanaged",
+	  ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_LIMIT=10M",
+	      "UZSWAP_MIN_REGION=64K"))
+
+/* Without a limit, huge pages stay as the system has them. */
+SHIM_TEST(huge_pages_stay_without_a_limit, "st_plain", "huge-pages", AGE)
+
 /* Reading back much more than the limit, at once: restores are held back
  * as first touches are (or the process would run as far past the limit as
  * it reads faster than pages compress), and every byte is right. */

@@ -20,9 +20,18 @@
  *   st_plain readback     as grow, then wait until the engine has taken the
  *                         32 MiB out and read them all back in one go (under
  *                         a limit, the restores are held back)
+ *   st_plain unmanaged    (under a 10 MiB limit) fill 6 MiB the engine does
+ *                         not manage (executable), then wait until half the
+ *                         data is out: the limit counts all anonymous memory,
+ *                         not only what the engine manages.  And huge pages
+ *                         are off under a limit.
+ *   st_plain huge-pages   (with no limit) huge pages are not turned off, and
+ *                         the pages are taken out as for compressed
  * then verify, and print exactly the three lines the runner expects.
  */
 #include "shimtest.h"
+
+#include <sys/prctl.h>
 
 #define NPAGES (8 * ST_MIB / ST_PAGE)
 #define LEN (NPAGES * ST_PAGE)
@@ -65,6 +74,22 @@ int main(int argc, char **argv)
 		if (!strcmp(mode, "readback"))
 			st_settle(more, npages * ST_PAGE);
 		st_verify("grown", more, npages, 2, 0, 0);
+	} else if (!strcmp(mode, "unmanaged")) {
+		size_t npages = 6 * ST_MIB / ST_PAGE;
+		char *exec = mmap(NULL, npages * ST_PAGE,
+				  PROT_READ | PROT_WRITE | PROT_EXEC,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (exec == MAP_FAILED)
+			st_fail("an executable anonymous mapping: %s",
+				strerror(errno));
+		ST_CHECK(prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1);
+		st_fill(exec, npages, 3, 0, 0);
+		st_wait_out_to("data", buf, LEN, 0.5);
+		st_verify("unmanaged", exec, npages, 3, 0, 0);
+	} else if (!strcmp(mode, "huge-pages")) {
+		ST_CHECK(prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 0);
+		st_wait_out("data", buf, LEN);
 	} else
 		st_fail("unknown mode %s", mode);
 	st_verify("data", buf, NPAGES, 1, 0, 0);
