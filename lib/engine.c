@@ -347,6 +347,7 @@ static void snapshot_locked(struct uzs_engine *e, struct uzs_engine_stats *out)
 	out->resident_bytes = (e->resident_pages < e->managed_pages ?
 			       e->resident_pages : e->managed_pages) << UZS_PAGE_SHIFT;
 	out->regions = e->nregions;
+	out->unmanaged_bytes = e->unmanaged_pages << UZS_PAGE_SHIFT;
 	uzs_pools_snapshot(e, out);
 	out->metadata_bytes += uzs_pt_bytes(e->pt);
 	if (e->backing) {

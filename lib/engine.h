@@ -42,7 +42,7 @@ enum uzs_fault_kind {
  * shared page that `uzswap stat PID` maps, so the layout is versioned.
  */
 #define UZS_STATS_MAGIC 0x757a7377617073ull /* "uzswaps" */
-#define UZS_STATS_VERSION 4u
+#define UZS_STATS_VERSION 5u
 
 /* Pools the stats describe one by one: as many as there can be (one per
  * NUMA node, numa_topology.h), checked in pools.c. */
@@ -72,6 +72,10 @@ struct uzs_engine_stats {
 	uint64_t stored_bytes;      /* compressed bytes of stored pages */
 	uint64_t pool_bytes;        /* pool memory */
 	uint64_t metadata_bytes;    /* page table, handle table, buffers */
+	uint64_t unmanaged_bytes;   /* version 5: the process's anonymous memory
+				     * outside managed memory, pool and
+				     * metadata, as UZSWAP_LIMIT counts it
+				     * (watched under a limit only, else 0) */
 
 	/* counters */
 	uint64_t compressed[4];     /* by enum uzs_page_kind, pages ever */

@@ -170,7 +170,13 @@ static void summary_memory(struct out *o, const struct uzs_engine_stats *s)
 	put_u64(o, s->regions);
 	put_str(o, s->regions == 1 ? " region, " : " regions, ");
 	put_bytes(o, s->resident_bytes);
-	put_str(o, " resident, up ");
+	put_str(o, " resident, ");
+	if (s->unmanaged_bytes) {
+		/* What a limit counts beside managed memory and ours. */
+		put_bytes(o, s->unmanaged_bytes);
+		put_str(o, " other anonymous, ");
+	}
+	put_str(o, "up ");
 	put_fixed(o, tenths(s->uptime_ns, 1000000000), 1);
 	put_str(o, " s");
 	line_end(o, l);
@@ -491,6 +497,7 @@ size_t uzs_stats_json(const struct uzs_engine_stats *s, uint64_t pid,
 	json_u64(&o, "stored_bytes", s->stored_bytes);
 	json_u64(&o, "pool_bytes", s->pool_bytes);
 	json_u64(&o, "metadata_bytes", s->metadata_bytes);
+	json_u64(&o, "unmanaged_bytes", s->unmanaged_bytes);
 	json_u64(&o, "held_bytes", uzs_stats_held_bytes(s));
 	json_key(&o, "effective_ratio");
 	if (s->pool_bytes)

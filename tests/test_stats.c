@@ -234,6 +234,7 @@ static void sample_stats(struct uzs_engine_stats *s)
 	s->stored_bytes = 200ull << 20;
 	s->pool_bytes = 256ull << 20;               /* ratio 4.00 */
 	s->metadata_bytes = 4ull << 20;
+	s->unmanaged_bytes = 3ull << 19;            /* 1.5 MiB */
 	s->compressed[UZS_PAGE_ZERO] = 1100;
 	s->compressed[UZS_PAGE_SAME] = 30;
 	s->compressed[UZS_PAGE_STORED] = 270000;
@@ -314,7 +315,8 @@ Test(summary, contents)
 	cr_assert_geq(n, 200);
 	{
 		static const char *const want[] = {
-			"managed 3.0 GiB in 7 regions", "1.5 GiB resident", "up 12.3 s",
+			"managed 3.0 GiB in 7 regions", "1.5 GiB resident, "
+			"1.5 MiB other anonymous, up 12.3 s",
 			"holding 1.0 GiB (1000 zero, 24 same-filled, 261120 stored pages)",
 			"in 256.0 MiB of pool", "200.0 MiB of it compressed",
 			"effective ratio 4.00x",
@@ -434,6 +436,20 @@ Test(summary, no_backing_line_without_eviction)
 	s.pages_backed = s.evictions = s.backing_errors = 0;
 	uzs_stats_summary(&s, buf, sizeof(buf));
 	cr_assert(!contains(buf, "backing"), "%s", buf);
+}
+
+/* Nothing said of other anonymous memory when there is none to say (no
+ * limit: it is not watched). */
+Test(summary, no_other_anonymous_without_it)
+{
+	struct uzs_engine_stats s;
+	char buf[UZS_STATS_SUMMARY_MAX];
+
+	sample_stats(&s);
+	s.unmanaged_bytes = 0;
+	uzs_stats_summary(&s, buf, sizeof(buf));
+	cr_assert(contains(buf, "1.5 GiB resident, up 12.3 s"), "%s", buf);
+	cr_assert(!contains(buf, "other anonymous"), "%s", buf);
 }
 
 /* Any buffer size: whole lines only, a prefix of the full text, in bounds. */
@@ -644,6 +660,7 @@ Test(json, fields_and_values)
 	cr_assert_eq(json_get(buf, "read_ahead"), 77);
 	cr_assert_eq(json_get(buf, "throttle_ns"), 56000);
 	cr_assert_eq(json_get(buf, "throttle_restore_ns"), 12000);
+	cr_assert_eq(json_get(buf, "unmanaged_bytes"), 3ull << 19);
 	cr_assert(contains(buf, "\"pools\":[{\"node\":0,\"pages\":200000,"
 			  "\"compressed_bytes\":157286400,\"memory_bytes\":201326592},"
 			  "{\"node\":1,\"pages\":61120,\"compressed_bytes\":52428800,"
