@@ -337,8 +337,9 @@ cannot:
 /*
  * Short of pages to take out, how low can the limit's measure go with the
  * pool evicted to the backing file?  No lower than what stays without it:
- * the pages not taken, a batch in staging and our own bookkeeping (page
- * table, handle slots, zspage descriptors), which no eviction shrinks.
+ * the pages not taken, a batch in staging, our own bookkeeping (page
+ * table, handle slots, zspage descriptors) and the anonymous memory we do
+ * not manage (limit.c), which no eviction shrinks.
  * Above the limit, that floor (plus the headroom a round aims below) is
  * what faults are held back to instead: a 512 KiB limit on 46 MiB managed
  * has 536 KiB of bookkeeping alone, and holding faults back for eviction
@@ -356,7 +357,8 @@ static uint64_t limit_floor(struct uzs_engine *e, const struct scan_state *s,
 		return 0;
 	if (!e->limit_warned) {
 		uzs_log(e, UZS_LOG_WARN, "UZSWAP_LIMIT cannot be met: the pages "
-			"in use and uzswap's own bookkeeping need %llu KiB",
+			"in use, uzswap's bookkeeping and the memory it does "
+			"not manage need %llu KiB",
 			(unsigned long long)(floor << (UZS_PAGE_SHIFT - 10)));
 		e->limit_warned = true;
 	}
