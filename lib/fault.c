@@ -465,7 +465,7 @@ int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write)
  * thread's own, which the fork hook's restore never uses.
  */
 static int restore_backed(struct uzs_engine *e, struct uzs_pte *p,
-			  uintptr_t addr, bool write)
+			  uintptr_t addr, bool write, bool ahead)
 {
 	uint64_t loc = p->val;
 	long len;
@@ -477,7 +477,7 @@ static int restore_backed(struct uzs_engine *e, struct uzs_pte *p,
 	if (p->state != UZS_PTE_BACKED || p->val != loc)
 		return -EAGAIN;
 	return restore(e, addr, write, (struct backed_read){ e->backed_obj, len },
-		       false);
+		       ahead);
 }
 
 /* Zero-fill n pages at addr; done gets the bytes filled. */
@@ -565,11 +565,13 @@ static int first_touch(struct uzs_engine *e, uintptr_t addr, bool write,
  * page after the last run, or past it over pages that were never taken out
  * (the reader walked through them).  So three pages are needed, and a
  * random reader of two-page records does not set it off.  A run skips
- * pages not taken out, stops at one in the backing file (a disk read under
- * the lock would stall everything), at the region's end, at the limit, and
- * when other faults are waiting, queued or not yet read (they go first: a
- * run of 32 takes half a millisecond).  Pages read ahead are not protected
- * (mark_read_ahead).  Under e->lock.
+ * pages not taken out, reads those in the backing file with the lock
+ * dropped (restore_backed; examples/cache's verify under a 25% limit has
+ * nearly every page there, and stopping at them left its read-back at one
+ * round trip a page), stops at the region's end, at the limit, and when
+ * other faults are waiting, queued or not yet read (they go first: a run
+ * of 32 takes half a millisecond).  Pages read ahead are not protected
+ * (mark_read_ahead).  Under e->lock, dropped and taken again.
  */
 #define READ_AHEAD_STREAK 2u
 #define READ_AHEAD_MAX 32u
@@ -604,21 +606,26 @@ static void read_ahead(struct uzs_engine *e, uintptr_t addr)
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT;
 	const struct uzs_region *r = uzs_region_find(e, addr);
 	unsigned want, n = 0, streak;
+	uintptr_t end;
 
 	streak = in_order(e, addr) ? e->read_ahead_streak + 1 : 0;
 	e->read_ahead_streak = streak;
 	e->read_ahead_next = addr + UZS_PAGE_SIZE;
 	if (streak < READ_AHEAD_STREAK || !r)
 		return;
+	/* Not r->end: regions may change while a backed read drops the lock
+	 * (a page in a region gone since fails its copy, harmlessly). */
+	end = r->end;
 	streak -= READ_AHEAD_STREAK;
 	want = streak < 5 ? 2u << streak : READ_AHEAD_MAX;
 	if (want > READ_AHEAD_MAX)
 		want = READ_AHEAD_MAX;
 	for (; n < want; n++) {
 		uintptr_t a = addr + ((uintptr_t)(n + 1) << UZS_PAGE_SHIFT);
-		const struct uzs_pte *p;
+		struct uzs_pte *p;
+		int rc;
 
-		if (a >= r->end)
+		if (a >= end)
 			break;
 		if (n % READ_AHEAD_CHECK == 0 && messages_waiting(e))
 			break;
@@ -626,9 +633,14 @@ static void read_ahead(struct uzs_engine *e, uintptr_t addr)
 		if (!p || p->state == UZS_PTE_NONE)
 			continue;
 		if ((p->state != UZS_PTE_ZERO && p->state != UZS_PTE_SAME &&
-		     p->state != UZS_PTE_STORED) ||
-		    (limit && limit_used_pages(e) >= limit) ||
-		    restore(e, a, false, (struct backed_read){ NULL, 0 }, true))
+		     p->state != UZS_PTE_STORED && p->state != UZS_PTE_BACKED) ||
+		    (limit && limit_used_pages(e) >= limit))
+			break;
+		rc = p->state == UZS_PTE_BACKED ?
+			     restore_backed(e, p, a, false, true) :
+			     restore(e, a, false, (struct backed_read){ NULL, 0 },
+				     true);
+		if (rc)
 			break;
 	}
 	e->read_ahead_next = addr + ((uintptr_t)(n + 1) << UZS_PAGE_SHIFT);
@@ -674,8 +686,9 @@ static int resolve_fault(struct uzs_engine *e, const struct uffd_msg *m)
 		/* Back on its node (pools.c); a staged page's is not known. */
 		uzs_pools_place(e, &e->fault_pref,
 				kind == UZS_FAULT_STAGED ? -1 : p->pool);
-		rc = p->state == UZS_PTE_BACKED ? restore_backed(e, p, addr, write)
-						: uzs_fault_restore(e, addr, write);
+		rc = p->state == UZS_PTE_BACKED ?
+			     restore_backed(e, p, addr, write, false) :
+			     uzs_fault_restore(e, addr, write);
 	}
 	if (rc == -EAGAIN)
 		return rc;
