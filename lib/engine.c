@@ -432,10 +432,11 @@ static void thaw_all(struct uzs_engine *e)
 
 				if (p->state == UZS_PTE_NONE)
 					continue;
-				/* As a read fault: the page stays write-tracked,
-				 * so it still looks as cold as it is. */
+				/* Write-tracked, so it still looks as cold as
+				 * it is. */
 				while ((rc = uzs_fault_restore(e, w.addr +
-						(k << UZS_PAGE_SHIFT), false)) == -EAGAIN) {
+						(k << UZS_PAGE_SHIFT),
+						UZS_RESTORE_THAW)) == -EAGAIN) {
 					pthread_mutex_unlock(&e->lock);
 					usleep(20);
 					pthread_mutex_lock(&e->lock);

@@ -189,6 +189,7 @@ struct uzs_engine {
 	bool takeouts_stopped;      /* staging is unusable: compress no more */
 	bool limit_warned;          /* said once that the limit cannot hold */
 	bool limit_stuck;           /* the last scan could not meet the limit */
+	unsigned rearm_turn;        /* timed scans so far (policy.c) */
 	uint64_t limit_floor_pages; /* nor evicting the pool: how low it goes */
 	bool fault_waiting;         /* the fault thread wants the lock */
 	bool holding_back;          /* a fault waits for reclaim (atomic) */
@@ -204,9 +205,13 @@ struct uzs_engine {
 
 /* fault.c */
 void *uzs_fault_thread_main(void *arg);
+/* Why a page is restored: a fault asked for it (in use: not write-tracked),
+ * it is read ahead of one, or thawed before a fork (both tracked). */
+enum uzs_restore_why { UZS_RESTORE_FAULT, UZS_RESTORE_AHEAD, UZS_RESTORE_THAW };
 /* Restore one taken-out page in place (used by fault service and fork).
  * Under e->lock, held throughout. */
-int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr, bool write);
+int uzs_fault_restore(struct uzs_engine *e, uintptr_t addr,
+		      enum uzs_restore_why why);
 /* Make a page that cannot be restored raise SIGBUS when touched (never
  * zeros), saying why; aborts if the kernel cannot poison.  Under lock. */
 void uzs_poison_page(struct uzs_engine *e, uintptr_t addr, const char *why);

@@ -156,6 +156,8 @@ struct scan_state {
 	unsigned age_by;                /* scan intervals to age unwritten
 					 * pages by (0: a kicked scan) */
 	bool retry_unmovable;           /* clear UNMOVABLE flags this scan */
+	unsigned rearm_every;           /* a chunk is protected again every
+					 * this many timed scans (1..4) */
 	uint64_t hist[AGE_MAX + 1];     /* unprotected candidates by age */
 	uint64_t hist_protected[AGE_MAX + 1];
 	uint64_t resident;
@@ -433,7 +435,20 @@ static bool next_span(struct uzs_engine *e, uintptr_t addr, uintptr_t *start,
  * while a hot set comes back, and protecting it again at each made
  * examples/cache's hot phase take 20,000 more faults (PVM guests like this
  * one pay a VM exit for each).
+ *
+ * For the same reason a timed scan protects again only one chunk in
+ * s->rearm_every, in turn (see rearm_every()).  A page in another chunk,
+ * written since its chunk was last protected, reads as written and stays
+ * at age 0 for up to that many scans more: it looks younger than it is by
+ * at most that, an error of accuracy, never of data.
  */
+static bool rearm_due(const struct uzs_engine *e, const struct scan_state *s,
+		      uintptr_t start)
+{
+	return s->age_by &&
+	       ((start / SCAN_CHUNK) + e->rearm_turn) % s->rearm_every == 0;
+}
+
 static void age_all(struct uzs_engine *e, struct scan_state *s)
 {
 	struct range_list *present = &e->scan[0], *written = &e->scan[1];
@@ -455,7 +470,7 @@ static void age_all(struct uzs_engine *e, struct scan_state *s)
 		 * timed scan protects written pages again (see above). */
 		if (e->have_wp_async && wp)
 			wstop = scan_ranges(e, start, stop, PAGE_IS_WRITTEN,
-					    s->age_by != 0, written);
+					    rearm_due(e, s, start), written);
 		else
 			written->n = 0;
 		pstop = scan_ranges(e, start, wstop, PAGE_IS_PRESENT, false,
@@ -512,6 +527,34 @@ static void collect_victims(struct uzs_engine *e, unsigned min_age,
 	}
 }
 
+/*
+ * How many timed scans apart a chunk's written pages are protected again.
+ * Each one costs the program a fault at its next write to the page, so a
+ * hot set written all the time pays one per page per protection: in
+ * examples/cache's hot phase under a limit, where scans are not spaced out
+ * (they take pages out), 5,000-11,000 faults a phase at every scan against
+ * 4,800 restores.  Every 4th scan (REARM_EVERY_MAX) pays a quarter of
+ * that.  The cost is accuracy: a page looks written for up to that many
+ * scans more, so with UZSWAP_COLD_AGE no more scans than an eighth of it
+ * (the cap scans that back off also keep), and scans already far apart
+ * (backed off) protect every time.
+ */
+#define REARM_EVERY_MAX 4u
+
+static unsigned rearm_every(const struct uzs_engine *e, unsigned age_by)
+{
+	uint64_t cap = REARM_EVERY_MAX;
+
+	if (e->cfg.cold_age_ns) {
+		uint64_t eighth = e->cfg.cold_age_ns / 8 / e->cfg.scan_interval_ns;
+
+		if (eighth < cap)
+			cap = eighth;
+	}
+	cap = age_by ? cap / age_by : cap;
+	return cap > 1 ? (unsigned)cap : 1;
+}
+
 void uzs_policy_scan(struct uzs_engine *e, unsigned age_by)
 {
 	struct scan_state s;
@@ -521,6 +564,9 @@ void uzs_policy_scan(struct uzs_engine *e, unsigned age_by)
 	memset(&s, 0, sizeof(s));
 	s.age_by = age_by < AGE_MAX ? age_by : AGE_MAX;
 	s.retry_unmovable = age_by && e->st.scans % UNMOVABLE_RETRY_SCANS == 0;
+	s.rearm_every = rearm_every(e, s.age_by);
+	if (age_by)
+		e->rearm_turn++;
 	age_all(e, &s);
 
 	if (e->cfg.cold_age_ns) {
