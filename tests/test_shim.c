@@ -1068,6 +1068,14 @@ Test(shim, unseen_growth_is_found_and_held_back)
 }
 
 
+/* Pages a fault brought back come in untracked (no write-protect fault at
+ * their first write); a scan arms them again in turn, so once left alone
+ * they go cold and out again.  A cold age of 400 ms makes scans arm one
+ * chunk in four. */
+SHIM_TEST(read_back_pages_go_cold_again, "st_plain", "again",
+	  ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=400ms",
+	      "UZSWAP_MIN_REGION=64K"))
+
 /* Without a limit, huge pages stay as the system has them. */
 SHIM_TEST(huge_pages_stay_without_a_limit, "st_plain", "huge-pages", AGE)
 

@@ -27,6 +27,9 @@
  *                         are off under a limit.
  *   st_plain huge-pages   (with no limit) huge pages are not turned off, and
  *                         the pages are taken out as for compressed
+ *   st_plain again        as compressed, then read every page back and wait
+ *                         until they are taken out again: pages a fault
+ *                         brought back go cold again once left alone
  * then verify, and print exactly the three lines the runner expects.
  */
 #include "shimtest.h"
@@ -87,6 +90,10 @@ int main(int argc, char **argv)
 		st_fill(exec, npages, 3, 0, 0);
 		st_wait_out_to("data", buf, LEN, 0.5);
 		st_verify("unmanaged", exec, npages, 3, 0, 0);
+	} else if (!strcmp(mode, "again")) {
+		st_wait_out("data", buf, LEN);
+		st_verify("data", buf, NPAGES, 1, 0, 0);
+		st_wait_out("data read back", buf, LEN);
 	} else if (!strcmp(mode, "huge-pages")) {
 		ST_CHECK(prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 0);
 		st_wait_out("data", buf, LEN);
