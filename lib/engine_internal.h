@@ -254,6 +254,8 @@ void uzs_policy_scan(struct uzs_engine *e, unsigned age_by);
 /* What UZSWAP_LIMIT counts, in pages, given resident managed pages (see
  * limit.c).  Under e->lock. */
 uint64_t uzs_limit_used_pages(struct uzs_engine *e, uint64_t resident);
+/* What the limit counts that no take-out or eviction shrinks, in pages. */
+uint64_t uzs_limit_fixed_pages(struct uzs_engine *e);
 /* How far below the limit a take-out round aims, in pages. */
 uint64_t uzs_limit_headroom_pages(const struct uzs_engine *e);
 /* With a limit: register mappings the program grew unseen and count the

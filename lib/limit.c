@@ -96,6 +96,19 @@ uint64_t uzs_limit_used_pages(struct uzs_engine *e, uint64_t resident)
 }
 
 /*
+ * What the limit counts that neither taking pages out nor evicting the
+ * pool shrinks: a batch in staging, our bookkeeping and the anonymous
+ * memory we do not manage.
+ */
+uint64_t uzs_limit_fixed_pages(struct uzs_engine *e)
+{
+	uint64_t pools = uzs_pools_held(e) >> UZS_PAGE_SHIFT;
+	uint64_t used = uzs_limit_used_pages(e, 0);
+
+	return used > pools ? used - pools : 0;
+}
+
+/*
  * How far below the limit a take-out round aims, so that one new page does
  * not mean one more round: 1/32 of the limit, and at least
  * LIMIT_HEADROOM_MIN pages, so that a tiny limit does not mean a round

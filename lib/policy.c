@@ -287,7 +287,8 @@ static uint64_t pages_over_limit(struct uzs_engine *e, uint64_t resident)
  * Would taking every protected page too bring us under the limit?  Each
  * page taken costs, in the pool, what compression has cost on average so
  * far.  If even taking all of them would leave us over, the limit is below
- * the working set plus the pool: taking pages just proven in use would only
+ * the working set plus the pool and what nothing shrinks (bookkeeping,
+ * memory we do not manage): taking pages just proven in use would only
  * bring them straight back (a thrash that slowed a test program 400-fold),
  * so they stay, the limit is exceeded, and that is said once.  With nothing
  * stored yet there is no evidence either way: try.  With a backing file
@@ -301,6 +302,7 @@ static bool protected_would_fit(struct uzs_engine *e,
 	uint64_t prot = 0, stored = e->st.pages_stored;
 	uint64_t pool_pages = e->pool_bytes_seen >> UZS_PAGE_SHIFT;
 	uint64_t limit = e->cfg.limit >> UZS_PAGE_SHIFT, taken, after;
+	uint64_t fixed = uzs_limit_fixed_pages(e);
 	double cost;
 
 	for (unsigned a = 0; a <= AGE_MAX; a++)
@@ -312,7 +314,7 @@ static bool protected_would_fit(struct uzs_engine *e,
 		if (pool_pages >= need - got)
 			return false;
 		taken = got + prot;
-		after = s->resident > taken ? s->resident - taken : 0;
+		after = fixed + (s->resident > taken ? s->resident - taken : 0);
 		if (after <= limit)
 			return true;
 		goto cannot;
@@ -321,15 +323,16 @@ static bool protected_would_fit(struct uzs_engine *e,
 		return true;
 	cost = pool_pages < stored ? (double)pool_pages / (double)stored : 1.0;
 	taken = got + prot;
-	after = pool_pages + (uint64_t)((double)taken * cost) +
+	after = fixed + pool_pages + (uint64_t)((double)taken * cost) +
 		(s->resident > taken ? s->resident - taken : 0);
 	if (after <= limit)
 		return true;
 cannot:
 	if (!e->limit_warned) {
 		uzs_log(e, UZS_LOG_WARN, "UZSWAP_LIMIT cannot be met: the pages "
-			"in use and the pool need %llu MiB; staying above it "
-			"rather than compressing pages in use",
+			"in use, the pool and what uzswap cannot take out need "
+			"%llu MiB; staying above it rather than compressing "
+			"pages in use",
 			(unsigned long long)(after >> 8));
 		e->limit_warned = true;
 	}
@@ -352,8 +355,7 @@ static uint64_t limit_floor(struct uzs_engine *e, const struct scan_state *s,
 			    uint64_t got)
 {
 	uint64_t keep = s->resident > got ? s->resident - got : 0;
-	uint64_t floor = uzs_limit_used_pages(e, keep) -
-			 (uzs_pools_held(e) >> UZS_PAGE_SHIFT);
+	uint64_t floor = keep + uzs_limit_fixed_pages(e);
 
 	if (floor <= e->cfg.limit >> UZS_PAGE_SHIFT)
 		return 0;

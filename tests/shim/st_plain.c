@@ -25,6 +25,11 @@
  *                         data is out: the limit counts all anonymous memory,
  *                         not only what the engine manages.  And huge pages
  *                         are off under a limit.
+ *   st_plain unmanaged-hot  (under a limit below 6 MiB) the same 6 MiB, then
+ *                         half the data out, then its first 1 MiB read over
+ *                         and over for a second: a limit that memory nobody
+ *                         can take out exceeds must not make the engine
+ *                         take out pages in use (the runner counts refaults)
  *   st_plain huge-pages   (with no limit) huge pages are not turned off, and
  *                         the pages are taken out as for compressed
  *   st_plain again        as compressed, then read every page back and wait
@@ -77,7 +82,8 @@ int main(int argc, char **argv)
 		if (!strcmp(mode, "readback"))
 			st_settle(more, npages * ST_PAGE);
 		st_verify("grown", more, npages, 2, 0, 0);
-	} else if (!strcmp(mode, "unmanaged")) {
+	} else if (!strcmp(mode, "unmanaged") ||
+		   !strcmp(mode, "unmanaged-hot")) {
 		size_t npages = 6 * ST_MIB / ST_PAGE;
 		char *exec = mmap(NULL, npages * ST_PAGE,
 				  PROT_READ | PROT_WRITE | PROT_EXEC,
@@ -89,6 +95,12 @@ int main(int argc, char **argv)
 		ST_CHECK(prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1);
 		st_fill(exec, npages, 3, 0, 0);
 		st_wait_out_to("data", buf, LEN, 0.5);
+		if (!strcmp(mode, "unmanaged-hot")) {
+			double t0 = st_now();
+
+			while (st_now() - t0 < 1.0)
+				st_verify("hot", buf, ST_MIB / ST_PAGE, 1, 0, 0);
+		}
 		st_verify("unmanaged", exec, npages, 3, 0, 0);
 	} else if (!strcmp(mode, "again")) {
 		st_wait_out("data", buf, LEN);
