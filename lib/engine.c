@@ -260,7 +260,7 @@ static int setup_memory(struct uzs_engine *e)
  * anyway (faults on a registered range are served a page at a time, and a
  * take-out splits a huge page).  The setting outlives exec, like the
  * LD_PRELOAD that brings the shim back; a program exec'd without it runs
- * without huge pages too (README, Limits).
+ * without huge pages too (README, What is managed).
  */
 static void no_huge_pages_under_limit(struct uzs_engine *e)
 {
