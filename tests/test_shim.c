@@ -927,28 +927,35 @@ struct stats_run {
 	char path[64];
 };
 
+/* Run prog arg with settings, a 64 KiB UZSWAP_MIN_REGION and a stats file
+ * written every 20 ms (unless settings give another interval); it must
+ * exit cleanly.  The file stays for the caller until stats_run_end. */
 static void stats_run(struct stats_run *s, const char *name, const char *prog,
 		      const char *arg, const char *const *settings)
 {
 	char stats[128], what[160];
 	const char *env[16];
 	struct opts o = { .env = env };
+	bool interval = false;
 	size_t n = 0;
 
 	s->r = malloc(sizeof(*s->r));
 	cr_assert_not_null(s->r);
 	need_shim(prog);
 	stats_file(name, s->path, sizeof(s->path), stats, sizeof(stats));
-	for (; settings[n]; n++)
+	for (; settings[n]; n++) {
 		env[n] = settings[n];
-	cr_assert_leq(n, 12);
+		interval |= !strncmp(settings[n], "UZSWAP_STATS_INTERVAL=", 22);
+	}
+	cr_assert(n >= 1 && n <= 12);
+	snprintf(what, sizeof(what), "%s %s with %s", prog, arg,
+		 settings[n - 1]);
 	env[n++] = "UZSWAP_MIN_REGION=64K";
-	env[n++] = "UZSWAP_STATS_INTERVAL=20ms";
+	if (!interval)
+		env[n++] = "UZSWAP_STATS_INTERVAL=20ms";
 	env[n++] = stats;
 	env[n] = NULL;
 	run(s->r, prog, arg, &o);
-	snprintf(what, sizeof(what), "%s %s with %s", prog, arg,
-		 settings[0] ? settings[n - 4] : "defaults");
 	drop_limit_warnings(s->r);
 	assert_clean(s->r, what);
 }
@@ -963,21 +970,14 @@ static void stats_run_end(struct stats_run *s)
  * a short run's last interval is not lost. */
 Test(shim, stats_file_ends_with_the_counters_at_exit)
 {
-	char stats[128], path[64];
-	struct opts o = { 0 };
-	struct result *r = malloc(sizeof(*r));
+	struct stats_run s;
 
-	cr_assert_not_null(r);
-	need_shim("st_plain");
-	stats_file("final", path, sizeof(path), stats, sizeof(stats));
-	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=20ms",
-		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=1h", stats);
-	run(r, "st_plain", "compressed", &o);
-	assert_clean(r, "st_plain compressed with UZSWAP_STATS_INTERVAL=1h");
-	cr_assert_gt(last_json_value(path, "refaults"), 0, "the last line of "
+	stats_run(&s, "final", "st_plain", "compressed",
+		  ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=20ms",
+		      "UZSWAP_STATS_INTERVAL=1h"));
+	cr_assert_gt(last_json_value(s.path, "refaults"), 0, "the last line of "
 		     "the stats file does not show the pages that came back");
-	unlink(path);
-	free(r);
+	stats_run_end(&s);
 }
 
 /* A program that fills fresh memory faster than pages compress, under a
@@ -1120,47 +1120,34 @@ Test(shim, fast_readback_is_held_back_under_a_limit)
  * loaded machine makes the run. */
 Test(shim, idle_scans_back_off)
 {
-	char stats[128], path[64];
-	struct opts o = { 0 };
-	struct result *r = malloc(sizeof(*r));
+	struct stats_run s;
 	long long scans, ms;
 
-	cr_assert_not_null(r);
-	need_shim("st_plain");
-	stats_file("idle", path, sizeof(path), stats, sizeof(stats));
-	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=1h",
-		    "UZSWAP_MIN_REGION=64K", "UZSWAP_STATS_INTERVAL=10ms", stats);
-	run(r, "st_plain", "untouched", &o);
-	assert_clean(r, "st_plain untouched with UZSWAP_COLD_AGE=1h");
-	scans = last_json_value(path, "scans");
-	ms = last_json_value(path, "uptime_ns") / 1000000;
-	unlink(path);
+	stats_run(&s, "idle", "st_plain", "untouched",
+		  ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=1h",
+		      "UZSWAP_STATS_INTERVAL=10ms"));
+	scans = last_json_value(s.path, "scans");
+	ms = last_json_value(s.path, "uptime_ns") / 1000000;
+	stats_run_end(&s);
 	cr_assert_gt(scans, 0);
 	cr_assert_leq(scans, ms / 40 + 6, "%lld scans in %lld ms of nothing to "
 		      "do", scans, ms);
-	free(r);
 }
 
 /* Under churn, the file reuses its space: it stays smaller than the data
  * although many times that much goes through it. */
 Test(shim, backing_file_stays_bounded_under_churn)
 {
-	char stats[128], path[64];
-	struct opts o = { 0 };
-	struct result *r = malloc(sizeof(*r));
+	struct stats_run s;
 	long long written, file;
 
-	cr_assert_not_null(r);
-	need_shim("st_stress");
-	stats_file("churn", path, sizeof(path), stats, sizeof(stats));
-	o.env = ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=10ms",
-		    "UZSWAP_MIN_REGION=64K", "UZSWAP_POOL_MAX=256K",
-		    "UZSWAP_BACKING=/var/tmp", "UZSWAP_STATS_INTERVAL=50ms", stats);
-	run(r, "st_stress", "4 4 16", &o);
-	assert_clean(r, "st_stress with UZSWAP_POOL_MAX=256K");
-	written = last_json_value(path, "backing_write_bytes");
-	file = last_json_value(path, "backing_file_bytes");
-	unlink(path);
+	stats_run(&s, "churn", "st_stress", "4 4 16",
+		  ENV("UZSWAP_SCAN_INTERVAL=10ms", "UZSWAP_COLD_AGE=10ms",
+		      "UZSWAP_BACKING=/var/tmp", "UZSWAP_STATS_INTERVAL=50ms",
+		      "UZSWAP_POOL_MAX=256K"));
+	written = last_json_value(s.path, "backing_write_bytes");
+	file = last_json_value(s.path, "backing_file_bytes");
+	stats_run_end(&s);
 	cr_log_info("%lld bytes written through a file of %lld", written, file);
 	cr_assert_gt(written, 0);
 	cr_assert_leq(file, 16 << 20, "the file grew to %lld bytes for 16 MiB "
@@ -1169,7 +1156,6 @@ Test(shim, backing_file_stays_bounded_under_churn)
 	 * much more than that goes through depends on the machine's speed. */
 	cr_assert_gt(written, file + file / 4, "%lld bytes went through a "
 		     "%lld-byte file: is space reused?", written, file);
-	free(r);
 }
 
 /* A warning on stderr, once, and nothing else: the run goes on. */
