@@ -76,6 +76,20 @@ void uzs_log(struct uzs_engine *e, enum uzs_log_level level,
 		(void)0;    /* nowhere else to say it */
 }
 
+/*
+ * The text of an errno value, for messages written from any thread.  Not
+ * uzs_strerror(): it translates through gettext, which takes a lock an
+ * application thread may hold and reads locale names setlocale() keeps in
+ * the program's heap, memory our threads must never touch (it may be taken
+ * out, and the fault thread would wait on itself).
+ */
+const char *uzs_strerror(int err)
+{
+	const char *s = strerrordesc_np(err);
+
+	return s ? s : "unknown error";
+}
+
 void uzs_kick_reclaim(struct uzs_engine *e)
 {
 	uint64_t one = 1;
@@ -187,7 +201,7 @@ static int setup_uffds(struct uzs_engine *e, char *err, size_t errlen)
 	if (e->pagemap_fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "uzswap: cannot read /proc/self/pagemap "
-			 "(%s); running the program uncompressed", strerror(-rc));
+			 "(%s); running the program uncompressed", uzs_strerror(-rc));
 		return rc;
 	}
 	e->have_pagemap_scan = !(mask & UZS_KF_PAGEMAP_SCAN) &&
@@ -266,7 +280,7 @@ static void no_huge_pages_under_limit(struct uzs_engine *e)
 {
 	if (e->cfg.limit && prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0)
 		uzs_log(e, UZS_LOG_INFO, "cannot turn huge pages off: %s",
-			strerror(errno));
+			uzs_strerror(errno));
 }
 
 int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
@@ -292,7 +306,7 @@ int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 		goto fail;
 	rc = setup_memory(e);
 	if (rc) {
-		snprintf(err, errlen, "uzswap: cannot set up: %s", strerror(-rc));
+		snprintf(err, errlen, "uzswap: cannot set up: %s", uzs_strerror(-rc));
 		goto fail;
 	}
 	e->stats_fd = -1;
@@ -301,7 +315,7 @@ int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 				   O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 		if (e->stats_fd < 0)
 			uzs_log(e, UZS_LOG_WARN, "UZSWAP_STATS_FILE=%s: %s",
-				e->cfg.stats_file, strerror(errno));
+				e->cfg.stats_file, uzs_strerror(errno));
 	}
 	/* For `uzswap stat PID`; without it only that command is lost. */
 	if (uzs_stats_shm_create(&e->shm) != 0)
@@ -310,7 +324,7 @@ int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 	e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->kick_fd < 0 || e->stop_fd < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "uzswap: eventfd: %s", strerror(errno));
+		snprintf(err, errlen, "uzswap: eventfd: %s", uzs_strerror(errno));
 		goto fail;
 	}
 	no_huge_pages_under_limit(e);
@@ -322,7 +336,7 @@ int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 				  uzs_reclaim_thread_main, e);
 	if (rc) {
 		snprintf(err, errlen, "uzswap: cannot start threads: %s",
-			 strerror(-rc));
+			 uzs_strerror(-rc));
 		goto fail;
 	}
 	*out = e;

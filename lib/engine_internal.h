@@ -312,6 +312,7 @@ uint64_t uzs_now_ns(void);
 void uzs_log(struct uzs_engine *e, enum uzs_log_level level,
 	     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void uzs_kick_reclaim(struct uzs_engine *e);
+const char *uzs_strerror(int err);
 /* Refresh the copy of the counters that `uzswap stat` reads. */
 void uzs_engine_publish(struct uzs_engine *e);
 

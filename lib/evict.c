@@ -186,7 +186,7 @@ static int evict_one(struct uzs_engine *e, unsigned pool)
 		e->backing_failed = true;
 		uzs_log(e, UZS_LOG_WARN, "writing to the backing file failed (%s):"
 			" nothing lost, but no more pool pages will be evicted",
-			strerror(-rc));
+			uzs_strerror(-rc));
 	}
 	pthread_mutex_unlock(&e->lock);
 	/* Objects not written (changed meanwhile, or the write failed) keep

@@ -707,7 +707,7 @@ static int resolve_fault(struct uzs_engine *e, const struct uffd_msg *m)
 		kind = UZS_FAULT_SPURIOUS;
 	} else if (rc && rc != -ESRCH) {
 		uzs_log(e, UZS_LOG_WARN, "fault at %#lx: %s", (unsigned long)addr,
-			strerror(-rc));
+			uzs_strerror(-rc));
 		uzs_uffd_wake(&e->app, addr, UZS_PAGE_SIZE);
 	}
 	account_fault(e, kind, t0);

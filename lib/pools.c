@@ -155,7 +155,7 @@ void uzs_pools_of_pages(struct uzs_engine *e, void *const *pages, size_t n,
 
 	if (rc)
 		uzs_log(e, UZS_LOG_DEBUG, "the NUMA nodes of %zu pages are not "
-			"known (%s): they go to pool %u", n, strerror(-rc),
+			"known (%s): they go to pool %u", n, uzs_strerror(-rc),
 			UZS_NUMA_FALLBACK_POOL);
 }
 
@@ -170,7 +170,7 @@ void uzs_pools_place(struct uzs_engine *e, struct uzs_numa_pref *pref,
 	rc = uzs_numa_prefer(e->topo, pref, node);
 	if (rc)
 		uzs_log(e, UZS_LOG_DEBUG, "cannot prefer NUMA node %d: %s", node,
-			strerror(-rc));
+			uzs_strerror(-rc));
 }
 
 void uzs_pools_snapshot(struct uzs_engine *e, struct uzs_engine_stats *out)

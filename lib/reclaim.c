@@ -300,7 +300,7 @@ static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 			if (p)
 				p->flags |= UZS_PTE_UNMOVABLE;
 			uzs_log(e, UZS_LOG_DEBUG, "cannot take out %#lx: %s",
-				(unsigned long)bad, strerror(-err));
+				(unsigned long)bad, uzs_strerror(-err));
 		}
 		(*vi)++;
 	}
@@ -469,7 +469,7 @@ static void put_back(struct uzs_engine *e, unsigned slot, unsigned pool,
 		 * go back: say so and poison it, never let it read as zeros. */
 		if (rc && rc != -ENOENT) {
 			uzs_log(e, UZS_LOG_ERROR, "putting page %#lx back failed: "
-				"%s", (unsigned long)s->addr, strerror(-rc));
+				"%s", (unsigned long)s->addr, uzs_strerror(-rc));
 			uzs_poison_page(e, s->addr, "it could not be put back");
 		}
 		p->state = UZS_PTE_NONE;
@@ -526,7 +526,7 @@ static void empty_staging(struct uzs_engine *e, unsigned n)
 		 * that stays full would refuse every later take-out. */
 		uzs_log(e, UZS_LOG_ERROR, "cannot empty the staging area (%s): "
 			"no more pages will be compressed",
-			strerror(rc ? -rc : EAGAIN));
+			uzs_strerror(rc ? -rc : EAGAIN));
 		e->takeouts_stopped = true;
 	}
 }

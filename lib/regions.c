@@ -224,7 +224,7 @@ static void adopt(struct uzs_engine *e, uintptr_t start, uintptr_t end)
 	rc = uzs_uffd_register(&e->app, start, end - start, mode);
 	if (rc) {
 		uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx: register: %s",
-			(unsigned long)start, (unsigned long)end, strerror(-rc));
+			(unsigned long)start, (unsigned long)end, uzs_strerror(-rc));
 		return;
 	}
 	uzs_drop_range(e, start, end);
