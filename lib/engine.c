@@ -78,7 +78,7 @@ void uzs_log(struct uzs_engine *e, enum uzs_log_level level,
 
 /*
  * The text of an errno value, for messages written from any thread.  Not
- * uzs_strerror(): it translates through gettext, which takes a lock an
+ * strerror(): it translates through gettext, which takes a lock an
  * application thread may hold and reads locale names setlocale() keeps in
  * the program's heap, memory our threads must never touch (it may be taken
  * out, and the fault thread would wait on itself).

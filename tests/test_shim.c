@@ -518,13 +518,6 @@ SHIM_TEST(exec_self, "st_exec", "exec", AGE)
 SHIM_TEST(exec_from_thread, "st_exec", "thread", AGE)
 SHIM_TEST(posix_spawn_and_system, "st_exec", "spawn", AGE)
 SHIM_TEST(exit_with_compressed_pages, "st_exit", "_exit", AGE)
-
-/* malloc churn in the brk heap under a limit; the stats must show heap
- * pages taken out and faulted back, or the run proved nothing. */
-Test(shim, heap_churn_limit)
-{
-	expect_ok_masked("heap_churn_limit", "st_heap", "2", LIMIT, "");
-}
 SHIM_TEST(exit_while_threads_fault, "st_exit", "threads", AGE)
 SHIM_TEST(control_plain_compressed, "st_plain", "compressed", AGE)
 SHIM_TEST(pool_max_single_thread, "st_basic", NULL, POOLMAX)
@@ -536,6 +529,13 @@ SHIM_TEST(pool_max_random_mix, "st_stress", "3 4 24", POOLMAX)
 SHIM_TEST(random_mix_four_threads, "st_stress", "3 4 32", AGE)
 SHIM_TEST(random_mix_four_threads_limit, "st_stress", "3 4 32", LIMIT)
 SHIM_TEST(random_mix_eight_threads_limit, "st_stress", "3 8 16", LIMIT)
+
+/* malloc churn in the brk heap under a limit; the stats must show heap
+ * pages taken out and faulted back, or the run proved nothing. */
+Test(shim, heap_churn_limit)
+{
+	expect_ok_masked("heap_churn_limit", "st_heap", "2", LIMIT, "");
+}
 
 /* Linux 6.7's missing ioctl, and WP_ASYNC (6.7) with it. */
 FALLBACK_CASES(MASKED_TEST, shim_no_pagemap_scan, "-pagemap_scan")
