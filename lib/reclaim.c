@@ -216,6 +216,31 @@ static bool clear_free_slot(struct uzs_engine *e, unsigned slot)
 	return rc == 0 && uzs_staging_holds(e, slot, 1) == false;
 }
 
+/*
+ * How much of the run of n pages at addr lies in one mapping registered
+ * with the program's userfaultfd: n, a shorter prefix, or 0.  MOVE would
+ * take a page out of a mapping that is not registered just as well, and
+ * that page would never fault back: the program would read zeros.  The
+ * table should never name such a page (regions.c, adopt), and this makes
+ * sure, at the cost of an ioctl a run.  A run over two registered mappings
+ * (mprotect split one) is halved until its first part passes.  *err gets
+ * -EAGAIN while a layout event is unread.  Under e->lock.
+ */
+static size_t registered_run(struct uzs_engine *e, uintptr_t addr, size_t n,
+			     int *err)
+{
+	for (;;) {
+		int rc = uzs_uffd_registered(&e->app, addr, n << UZS_PAGE_SHIFT);
+
+		*err = rc < 0 ? rc : 0;
+		if (rc == 1)
+			return n;
+		if (rc == -EAGAIN || n == 1)
+			return 0;
+		n /= 2;
+	}
+}
+
 /* Stage victims into free slots; returns slots filled.  Under e->lock. */
 static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 			    struct staged *out)
@@ -239,6 +264,21 @@ static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 		if (!n)
 			break;
 		addr = e->victims[*vi];
+		n = registered_run(e, addr, n, &err);
+		if (err == -EAGAIN) {
+			*vi = e->nvictims;      /* as for MOVE, below */
+			break;
+		}
+		if (!n) {
+			struct uzs_pte *p = uzs_pt_lookup(e->pt, addr);
+
+			uzs_log(e, UZS_LOG_INFO, "page %#lx is not in a registered "
+				"mapping: left in place", (unsigned long)addr);
+			if (p)
+				p->flags |= UZS_PTE_UNMOVABLE;
+			(*vi)++;
+			continue;
+		}
 		moved = move_run(e, addr, n, used, &err);
 		for (size_t k = 0; k < moved; k++)
 			out[used + k].slot = used + (unsigned)k;

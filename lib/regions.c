@@ -199,18 +199,29 @@ void uzs_regions_remove(struct uzs_engine *e, uintptr_t start, uintptr_t end)
 	}
 }
 
+/*
+ * What of [from, from+len) was ours moves to the same offsets from `to`:
+ * all of it usually, but a range may be ours only in part (the end of a
+ * mapping grown in place and not adopted yet), and that part, entries and
+ * all (fault.c, move_range), must stay in the table at its new address.
+ */
 void uzs_regions_move(struct uzs_engine *e, uintptr_t from, uintptr_t to,
 		      size_t len)
 {
-	bool wp = false;
-	struct uzs_region *r = uzs_region_find(e, from);
+	size_t i;
 
-	if (!r)
-		return;         /* not ours: nothing moved that we hold */
-	wp = r->wp;
-	uzs_regions_remove(e, from, from + len);
+	/* mremap's two ranges never overlap. */
 	uzs_regions_remove(e, to, to + len);
-	region_insert(e, to, to + len, wp);
+	while ((i = region_index(e, from)) < e->nregions &&
+	       e->regions[i].start < from + len) {
+		const struct uzs_region *r = &e->regions[i];
+		uintptr_t lo = r->start > from ? r->start : from;
+		uintptr_t hi = r->end < from + len ? r->end : from + len;
+		bool wp = r->wp;
+
+		uzs_regions_remove(e, lo, hi);
+		region_insert(e, to + (lo - from), to + (hi - from), wp);
+	}
 }
 
 /* Register [start, end), which holds nothing of ours, and start tracking it. */
@@ -225,6 +236,21 @@ static void adopt(struct uzs_engine *e, uintptr_t start, uintptr_t end)
 	if (rc) {
 		uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx: register: %s",
 			(unsigned long)start, (unsigned long)end, uzs_strerror(-rc));
+		return;
+	}
+	/* The range was read from maps a moment ago, and the program runs
+	 * on: if part of it was unmapped since, the kernel registered the
+	 * rest without a word, and a mapping made later in the hole would
+	 * be ours by the table but not registered (see st_brk.c).  From now
+	 * on every change to what is registered raises an event, so one look
+	 * now is enough: all of it, one registered mapping, or try again at
+	 * the next refresh. */
+	rc = uzs_uffd_registered(&e->app, start, end - start);
+	if (rc != 1) {
+		uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx yet: it changed "
+			"while being registered", (unsigned long)start,
+			(unsigned long)end);
+		uzs_uffd_unregister(&e->app, start, end - start);
 		return;
 	}
 	uzs_drop_range(e, start, end);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -77,6 +78,22 @@ static int probe_features(uint64_t *features)
 	return 0;
 }
 
+/* A page nobody can read, the source of uzs_uffd_registered's copies:
+ * made once (engines start single-threaded, at load or in a fork child),
+ * kept for the life of the process. */
+static void *noaccess_page(void)
+{
+	static void *page;
+
+	if (!page) {
+		void *p = mmap(NULL, 4096, PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		page = p == MAP_FAILED ? NULL : p;
+	}
+	return page;
+}
+
 int uzs_uffd_open(struct uzs_uffd *u, uint64_t want, uint64_t need,
 		  char *err, size_t errlen)
 {
@@ -85,6 +102,12 @@ int uzs_uffd_open(struct uzs_uffd *u, uint64_t want, uint64_t need,
 	int rc;
 
 	u->fd = -1;
+	u->noaccess = (uintptr_t)noaccess_page();
+	if (!u->noaccess) {
+		snprintf(err, errlen, "uzswap: cannot map one page: %s",
+			 strerror(errno));
+		return -ENOMEM;
+	}
 	rc = probe_features(&have);
 	if (rc == -EPERM || rc == -EACCES) {
 		snprintf(err, errlen,
@@ -156,6 +179,42 @@ int uzs_uffd_unregister(struct uzs_uffd *u, uintptr_t start, size_t len)
 	struct uffdio_range r = { .start = start, .len = len };
 
 	return ioctl(u->fd, UFFDIO_UNREGISTER, &r) ? -errno : 0;
+}
+
+/*
+ * Why this question needs asking: UFFDIO_REGISTER succeeds over a range
+ * with holes in it, registering only what is mapped, and UFFDIO_MOVE takes
+ * a page out of any anonymous mapping, registered or not (only its
+ * destination must be).  A page taken out of a mapping that is not
+ * registered never faults back to us: the kernel gives the program a zero
+ * page instead.
+ *
+ * No ioctl asks it directly, so this one asks UFFDIO_COPY to copy from a
+ * page that cannot be read (u->noaccess).  The kernel looks up the
+ * destination first and fails with ENOENT (or EINVAL) unless the whole
+ * range lies in one mapping registered with this userfaultfd; only then
+ * does it read the source, which fails with EFAULT before anything is
+ * mapped.  EEXIST (a huge page there) also means it got past the lookup.
+ * tests/test_uffd.c holds the kernel to all of it.
+ */
+int uzs_uffd_registered(struct uzs_uffd *u, uintptr_t start, size_t len)
+{
+	struct uffdio_copy c = {
+		.dst = start, .src = u->noaccess, .len = len,
+		.mode = UFFDIO_COPY_MODE_DONTWAKE,
+	};
+	int rc = ioctl(u->fd, UFFDIO_COPY, &c) ? -errno : 0;
+
+	switch (rc) {
+	case -EFAULT:
+	case -EEXIST:
+		return 1;
+	case -ENOENT:
+	case -EINVAL:
+		return 0;
+	default:
+		return rc;
+	}
 }
 
 /* The kernel reports progress in the struct even when the ioctl fails. */

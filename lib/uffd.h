@@ -17,6 +17,7 @@ struct uzs_uffd {
 	int fd;
 	uint64_t features;      /* granted by UFFDIO_API */
 	uint64_t ioctls;
+	uintptr_t noaccess;     /* a PROT_NONE page (uzs_uffd_registered) */
 };
 
 /* Features without which data could silently go wrong: refuse to run. */
@@ -36,6 +37,13 @@ void uzs_uffd_close(struct uzs_uffd *u);
 int uzs_uffd_register(struct uzs_uffd *u, uintptr_t start, size_t len,
 		      uint64_t mode);
 int uzs_uffd_unregister(struct uzs_uffd *u, uintptr_t start, size_t len);
+
+/*
+ * Is [start, start+len) inside one mapping registered with u?  1 if so, 0
+ * if not (a hole, or a mapping of its own), -EAGAIN while a layout event is
+ * unread, another -errno when the kernel will not say.  Changes nothing.
+ */
+int uzs_uffd_registered(struct uzs_uffd *u, uintptr_t start, size_t len);
 
 /*
  * The resolution ioctls.  Each returns 0 or -errno and reports in *done how

@@ -537,6 +537,14 @@ Test(shim, heap_churn_limit)
 	expect_ok_masked("heap_churn_limit", "st_heap", "2", LIMIT, "");
 }
 
+/* The heap's top trimmed and regrown while the engine registers it: a
+ * mapping regrown in a hole of a registered range is not registered, and
+ * a page taken out of it would come back as zeros. */
+Test(shim, brk_trim_while_adopting)
+{
+	expect_ok_masked("brk_trim_while_adopting", "st_brk", "3", AGE, "");
+}
+
 /* Linux 6.7's missing ioctl, and WP_ASYNC (6.7) with it. */
 FALLBACK_CASES(MASKED_TEST, shim_no_pagemap_scan, "-pagemap_scan")
 FALLBACK_CASES(MASKED_TEST, shim_no_wp_async, "-pagemap_scan,-wp_async")
