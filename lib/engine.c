@@ -204,6 +204,15 @@ static int setup_uffds(struct uzs_engine *e, char *err, size_t errlen)
 			 "(%s); running the program uncompressed", uzs_strerror(-rc));
 		return rc;
 	}
+	e->maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	e->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (e->maps_fd < 0 || e->statm_fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "uzswap: cannot read /proc/self/%s (%s); "
+			 "running the program uncompressed",
+			 e->maps_fd < 0 ? "maps" : "statm", uzs_strerror(-rc));
+		return rc;
+	}
 	e->have_pagemap_scan = !(mask & UZS_KF_PAGEMAP_SCAN) &&
 			       pagemap_scan_works(e->pagemap_fd);
 	report_fallbacks(e);
@@ -283,6 +292,17 @@ static void no_huge_pages_under_limit(struct uzs_engine *e)
 			uzs_strerror(errno));
 }
 
+static void close_proc_files(struct uzs_engine *e)
+{
+	int *fds[] = { &e->pagemap_fd, &e->maps_fd, &e->statm_fd };
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
 int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 		     char *err, size_t errlen)
 {
@@ -294,7 +314,7 @@ int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 		return -ENOMEM;
 	}
 	e->cfg = *cfg;
-	e->app.fd = e->stage.fd = e->pagemap_fd = -1;
+	e->app.fd = e->stage.fd = e->pagemap_fd = e->maps_fd = e->statm_fd = -1;
 	e->first_touch_window = 16;
 	e->start_ns = uzs_now_ns();
 	e->st.magic = UZS_STATS_MAGIC;
@@ -345,8 +365,7 @@ fail:
 	/* Nothing is registered yet; the program runs untouched. */
 	uzs_uffd_close(&e->app);
 	uzs_uffd_close(&e->stage);
-	if (e->pagemap_fd >= 0)
-		close(e->pagemap_fd);
+	close_proc_files(e);
 	return rc;
 }
 
@@ -486,8 +505,7 @@ void uzs_engine_fork_child(struct uzs_engine *e)
 	 * Drop the parent's descriptors; the shim starts a new engine. */
 	uzs_uffd_close(&e->app);
 	uzs_uffd_close(&e->stage);
-	if (e->pagemap_fd >= 0)
-		close(e->pagemap_fd);
+	close_proc_files(e);
 	close(e->kick_fd);
 	close(e->stop_fd);
 	if (e->stats_fd >= 0)

@@ -172,6 +172,11 @@ struct uzs_engine {
 	int stop_fd;                /* eventfd: stops both threads */
 	bool have_move, have_wp_async, have_pagemap_scan, have_poison;
 	int pagemap_fd;
+	/* /proc/self/maps and statm, opened at start and read with pread:
+	 * an open on our threads could take the descriptor number a program
+	 * thread is about to expect (a shell's close(0); open(file)), and
+	 * our close would then close the program's file. */
+	int maps_fd, statm_fd;
 
 	uint64_t start_ns;
 	uint64_t resident_pages;    /* estimate: last scan + faults since */

@@ -39,18 +39,14 @@
 
 /* Resident and file-backed resident pages of the whole process, from
  * /proc/self/statm (our own buffer, no stdio); false if unreadable. */
-static bool read_statm(uint64_t *resident, uint64_t *shared)
+static bool read_statm(const struct uzs_engine *e, uint64_t *resident,
+		       uint64_t *shared)
 {
 	char buf[128];
 	const char *p = buf;
 	uint64_t *field[] = { NULL, resident, shared };
-	ssize_t n;
-	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	ssize_t n = pread(e->statm_fd, buf, sizeof(buf) - 1, 0);
 
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
 	if (n <= 0)
 		return false;
 	buf[n] = 0;
@@ -71,11 +67,11 @@ static bool read_statm(uint64_t *resident, uint64_t *shared)
 
 /* The process's anonymous resident pages (statm's resident less its
  * file-backed and shared ones), 0 if unknown. */
-static uint64_t anon_rss_pages(void)
+static uint64_t anon_rss_pages(const struct uzs_engine *e)
 {
 	uint64_t resident, shared;
 
-	if (!read_statm(&resident, &shared) || shared > resident)
+	if (!read_statm(e, &resident, &shared) || shared > resident)
 		return 0;
 	return resident - shared;
 }
@@ -172,7 +168,7 @@ static void count_unmanaged(struct uzs_engine *e, uint64_t anon)
 
 uint64_t uzs_watch_rss(struct uzs_engine *e)
 {
-	uint64_t anon = anon_rss_pages(), grew;
+	uint64_t anon = anon_rss_pages(e), grew;
 
 	if (!anon)
 		return 0;
@@ -193,7 +189,7 @@ void uzs_limit_remark(struct uzs_engine *e)
 	uint64_t anon;
 
 	uzs_lock(e);
-	anon = anon_rss_pages();
+	anon = anon_rss_pages(e);
 	if (anon) {
 		e->rss_mark = anon;
 		e->used_mark = accounted_pages(e, e->resident_pages);

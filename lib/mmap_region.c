@@ -230,15 +230,14 @@ void uzs_region_discard(void *addr, size_t len)
  * page's discard cost 62 us while another thread of the process ran; a
  * process_madvise() over 64 ranges cost 3.9 us a range (Linux 6.13 lets a
  * process advise itself anything, 6.16 flushes once per call).  The
- * process names itself by PIDFD_SELF (6.15; never a pidfd opened before a
- * fork, which would name the parent), else by a pidfd opened for the
- * call.  Where process_madvise() will not do it, one madvise per range.
+ * process names itself by PIDFD_SELF (6.15).  Before that, one madvise
+ * per range: a pidfd opened for the call would be an open on an engine
+ * thread, which can take a descriptor number a program thread is about to
+ * expect (engine_internal.h, maps_fd), and one opened at start would name
+ * the parent after a fork.
  */
 #ifndef SYS_process_madvise
 #define SYS_process_madvise 440
-#endif
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
 #endif
 #define UZS_PIDFD_SELF_PROCESS (-10001)
 
@@ -258,14 +257,6 @@ void uzs_region_discard_many(const struct iovec *v, unsigned n)
 		total += v[i].iov_len;
 	if (n > 1 && __atomic_load_n(&vectored_discard, __ATOMIC_RELAXED)) {
 		done = self_madvise(UZS_PIDFD_SELF_PROCESS, v, n);
-		if (done < 0 && errno == EBADF) {
-			int fd = (int)syscall(SYS_pidfd_open, getpid(), 0u);
-
-			if (fd >= 0) {
-				done = self_madvise(fd, v, n);
-				close(fd);
-			}
-		}
 		if (done < 0 && (errno == ENOSYS || errno == EINVAL ||
 				 errno == EPERM || errno == EBADF))
 			__atomic_store_n(&vectored_discard, 0, __ATOMIC_RELAXED);

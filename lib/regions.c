@@ -315,20 +315,21 @@ int uzs_regions_refresh(struct uzs_engine *e)
 	struct maps_line prev = { 0 }, cur;
 	bool have_prev = false;
 	size_t fill = 0;
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	off_t off = 0;
 
-	if (fd < 0)
-		return -errno;
 	for (;;) {
-		ssize_t n = read(fd, buf + fill, UZS_MAPS_BUF - fill);
+		ssize_t n = pread(e->maps_fd, buf + fill, UZS_MAPS_BUF - fill, off);
 		size_t used = 0;
 		char *nl;
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && off == 0)
+			return -errno;
 		if (n <= 0)
 			break;
 		fill += (size_t)n;
+		off += n;
 		while ((nl = memchr(buf + used, '\n', fill - used))) {
 			if (parse_maps_line(buf + used, nl, &cur)) {
 				if (eligible(e, &cur, have_prev ? &prev : NULL))
@@ -345,6 +346,5 @@ int uzs_regions_refresh(struct uzs_engine *e)
 		if (fill == UZS_MAPS_BUF)
 			fill = 0;       /* absurd line: drop it */
 	}
-	close(fd);
 	return 0;
 }

@@ -8,6 +8,9 @@
  *   vm           process_vm_readv/process_vm_writev on our own memory
  *   direct       O_DIRECT pwrite/pread (the block layer pins the pages);
  *                skipped, with a note, where the filesystem refuses O_DIRECT
+ *   lowest_fd    close(0) then open(): the descriptor must be 0, as shells
+ *                count on for `< file`, while the engine works meanwhile
+ *                (no engine thread may open a file after it starts)
  */
 #include "shimtest.h"
 
@@ -178,6 +181,36 @@ static void t_direct(void)
 	check_dst("O_DIRECT pread after pwrite");
 }
 
+/*
+ * dash redirects `exec prog < file` by closing 0 and opening the file,
+ * expecting 0.  An engine thread that opened /proc/self/statm in between
+ * took 0; dash's dup2 then put the file there, and the engine's close
+ * closed it: sqlite3 started with descriptor 0 closed, opened by the new
+ * engine as /proc/self/pagemap, and read zeros from it forever.
+ */
+static void t_lowest_fd(void)
+{
+	double t0 = st_now();
+	unsigned long rounds = 0;
+	volatile char sink = 0;
+
+	while (st_now() - t0 < 2.0) {
+		int fd;
+
+		/* Reading src keeps the engine busy: faults, scans, looks at
+		 * the RSS. */
+		sink ^= src[(rounds * 7919 % NPAGES) * ST_PAGE];
+		close(0);
+		fd = open("/dev/null", O_RDONLY);
+		if (fd != 0)
+			st_fail("lowest_fd: open after close(0) returned %d, not 0, "
+				"in round %lu: another thread had taken 0", fd,
+				rounds);
+		rounds++;
+	}
+	st_note("lowest_fd: %lu rounds", rounds);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -185,7 +218,7 @@ int main(int argc, char **argv)
 		void (*fn)(void);
 	} tests[] = {
 		{ "pipe", t_pipe }, { "file", t_file }, { "devzero", t_devzero },
-		{ "vm", t_vm }, { "direct", t_direct },
+		{ "vm", t_vm }, { "direct", t_direct }, { "lowest_fd", t_lowest_fd },
 	};
 	const char *mode = st_mode(argc, argv, "all");
 	bool any = false;
