@@ -238,26 +238,31 @@ static void adopt(struct uzs_engine *e, uintptr_t start, uintptr_t end)
 			(unsigned long)start, (unsigned long)end, uzs_strerror(-rc));
 		return;
 	}
-	/* The range was read from maps a moment ago, and the program runs
+	/*
+	 * The range was read from maps a moment ago, and the program runs
 	 * on: if part of it was unmapped since, the kernel registered the
 	 * rest without a word, and a mapping made later in the hole would
 	 * be ours by the table but not registered (see st_brk.c).  From now
 	 * on every change to what is registered raises an event, so one look
 	 * now is enough: all of it, one registered mapping, or try again at
-	 * the next refresh. */
+	 * the next refresh.
+	 *
+	 * What was registered stays registered: it may now be part of a
+	 * mapping of ours, moved there by an mremap whose event is still
+	 * unread (the look then says -EAGAIN), and unregistering it would
+	 * hand our pages to the kernel.  A registered range outside the
+	 * table holds nothing of ours; its faults are first touches.
+	 */
 	rc = uzs_uffd_registered(&e->app, start, end - start);
 	if (rc != 1) {
 		uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx yet: it changed "
 			"while being registered", (unsigned long)start,
 			(unsigned long)end);
-		uzs_uffd_unregister(&e->app, start, end - start);
 		return;
 	}
 	uzs_drop_range(e, start, end);
-	if (!region_insert(e, start, end, e->have_wp_async)) {
-		uzs_uffd_unregister(&e->app, start, end - start);
+	if (!region_insert(e, start, end, e->have_wp_async))
 		return;
-	}
 	/* Start write tracking from a clean slate: everything protected. */
 	if (e->have_wp_async)
 		uzs_uffd_writeprotect(&e->app, start, end - start, 1);
