@@ -192,6 +192,8 @@ struct uzs_engine {
 	bool forking;
 	bool kicked;                /* reclaim asked for since its last round */
 	bool takeouts_stopped;      /* staging is unusable: compress no more */
+	bool said_unregistered;     /* reclaim.c: logged a page left in place
+				     * for want of registration */
 	bool limit_warned;          /* said once that the limit cannot hold */
 	bool limit_stuck;           /* the last scan could not meet the limit */
 	unsigned rearm_turn;        /* timed scans so far (policy.c) */

@@ -272,8 +272,12 @@ static unsigned stage_batch(struct uzs_engine *e, size_t *vi,
 		if (!n) {
 			struct uzs_pte *p = uzs_pt_lookup(e->pt, addr);
 
-			uzs_log(e, UZS_LOG_INFO, "page %#lx is not in a registered "
-				"mapping: left in place", (unsigned long)addr);
+			/* Cannot happen (regions.c, adopt): say so once. */
+			if (!e->said_unregistered)
+				uzs_log(e, UZS_LOG_INFO, "page %#lx is not in a "
+					"registered mapping: left in place (and any "
+					"more such)", (unsigned long)addr);
+			e->said_unregistered = true;
 			if (p)
 				p->flags |= UZS_PTE_UNMOVABLE;
 			(*vi)++;
