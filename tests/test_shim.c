@@ -1162,16 +1162,19 @@ Test(shim, backing_file_stays_bounded_under_churn)
 		      "UZSWAP_BACKING=/var/tmp", "UZSWAP_STATS_INTERVAL=50ms",
 		      "UZSWAP_POOL_MAX=256K"));
 	written = last_json_value(s.path, "backing_write_bytes");
-	file = last_json_value(s.path, "backing_file_bytes");
+	file = max_json_value(s.path, "backing_file_bytes");
 	stats_run_end(&s);
-	cr_log_info("%lld bytes written through a file of %lld", written, file);
+	cr_log_info("%lld bytes written through a file of at most %lld",
+		    written, file);
 	cr_assert_gt(written, 0);
 	cr_assert_leq(file, 16 << 20, "the file grew to %lld bytes for 16 MiB "
 		      "of data", file);
-	/* Without reuse the file grows by every write (written == file); how
-	 * much more than that goes through depends on the machine's speed. */
-	cr_assert_gt(written, file + file / 4, "%lld bytes went through a "
-		     "%lld-byte file: is space reused?", written, file);
+	/* Without reuse the file grows by every write, so it is never smaller
+	 * than what was written.  (How much more goes through depends on the
+	 * machine's speed: an end-of-run file against a ratio of 1.25 failed
+	 * on a loaded machine.) */
+	cr_assert_gt(written, file, "%lld bytes went through a file of at most "
+		     "%lld bytes: is space reused?", written, file);
 }
 
 /* A warning on stderr, once, and nothing else: the run goes on. */
