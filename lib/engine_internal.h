@@ -192,6 +192,7 @@ struct uzs_engine {
 	bool forking;
 	bool kicked;                /* reclaim asked for since its last round */
 	bool takeouts_stopped;      /* staging is unusable: compress no more */
+	bool no_procmap_query;      /* regions.c: the kernel lacks it */
 	bool said_unregistered;     /* reclaim.c: logged a page left in place
 				     * for want of registration */
 	bool limit_warned;          /* said once that the limit cannot hold */

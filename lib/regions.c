@@ -224,6 +224,34 @@ void uzs_regions_move(struct uzs_engine *e, uintptr_t from, uintptr_t to,
 	}
 }
 
+/*
+ * Is [start, end), as maps said a moment ago, still exactly one mapping?
+ * 1 if so, 0 if not, -1 where PROCMAP_QUERY (Linux 6.11) cannot say.
+ * Registering part of a mapping splits it in two, and a program's mremap
+ * of the whole then fails with EFAULT: a mapping the program made since
+ * the maps were read, where one of its mappings was (st_mremap doubling),
+ * must not be registered by halves.  The answer is as fresh as an ioctl,
+ * where maps may be as old as the read of every line before it.
+ */
+static int still_one_mapping(struct uzs_engine *e, uintptr_t start,
+			     uintptr_t end)
+{
+	struct procmap_query q = {
+		.size = sizeof(q), .query_addr = start,
+	};
+
+	if (e->no_procmap_query)
+		return -1;
+	if (ioctl(e->maps_fd, PROCMAP_QUERY, &q) != 0) {
+		if (errno == ENOENT)
+			return 0;       /* nothing mapped there now */
+		if (errno == ENOTTY || errno == EINVAL)
+			e->no_procmap_query = true;
+		return -1;
+	}
+	return q.vma_start == start && q.vma_end == end;
+}
+
 /* Register [start, end), which holds nothing of ours, and start tracking it. */
 static void adopt(struct uzs_engine *e, uintptr_t start, uintptr_t end)
 {
@@ -232,7 +260,22 @@ static void adopt(struct uzs_engine *e, uintptr_t start, uintptr_t end)
 
 	if (e->have_wp_async)
 		mode |= UFFDIO_REGISTER_MODE_WP;
-	rc = uzs_uffd_register(&e->app, start, end - start, mode);
+	/* Registered already, as one mapping (the end of one of ours, grown
+	 * in place or moved with growth): nothing to register, nothing to
+	 * split.  Otherwise it must still be the mapping maps showed. */
+	rc = uzs_uffd_registered(&e->app, start, end - start);
+	if (rc == -EAGAIN)
+		return;         /* an event first: try at the next refresh */
+	if (rc != 1 && still_one_mapping(e, start, end) == 0) {
+		uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx yet: it changed "
+			"since maps were read", (unsigned long)start,
+			(unsigned long)end);
+		return;
+	}
+	if (rc != 1)
+		rc = uzs_uffd_register(&e->app, start, end - start, mode);
+	else
+		rc = 0;
 	if (rc) {
 		uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx: register: %s",
 			(unsigned long)start, (unsigned long)end, uzs_strerror(-rc));

@@ -92,4 +92,27 @@ struct pm_scan_arg {
 #define UZS_PM_SWAPPED (1ull << 62)
 #define UZS_PM_UFFD_WP (1ull << 57)
 
+/* PROCMAP_QUERY (Linux 6.11): one mapping's bounds, by ioctl on
+ * /proc/self/maps; ENOTTY before. */
+#ifndef PROCMAP_QUERY
+struct procmap_query {
+	__u64 size;
+	__u64 query_flags;
+	__u64 query_addr;
+	__u64 vma_start;
+	__u64 vma_end;
+	__u64 vma_flags;
+	__u64 vma_page_size;
+	__u64 vma_offset;
+	__u64 inode;
+	__u32 dev_major;
+	__u32 dev_minor;
+	__u32 vma_name_size;
+	__u32 build_id_size;
+	__u64 vma_name_addr;
+	__u64 build_id_addr;
+};
+#define PROCMAP_QUERY _IOWR(0x66, 17, struct procmap_query)
+#endif
+
 #endif

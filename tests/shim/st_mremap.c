@@ -6,6 +6,11 @@
  *   shrink      the rest keeps its data; the range given up is fresh after
  *   piece       a middle piece moved away; the hole is fresh after
  *   dontunmap   MREMAP_DONTUNMAP: data at the new address, zeros at the old
+ *   doubling    for 3 s, a buffer grown by doubling with MREMAP_MAYMOVE from
+ *               128 KiB to 4 MiB, as realloc does for sqlite's sorter: most
+ *               moves land right below the old place, while scans adopt
+ *               what they find in /proc/self/maps (a mapping of ours moved
+ *               there, its event not read yet, must stay registered)
  * Each step starts with the mapping mostly compressed and a part of it
  * resident, and ends with it compressed again at its new place and verified.
  */
@@ -182,6 +187,36 @@ static void mode_dontunmap(void)
 		  0, 0);
 }
 
+static void mode_doubling(void)
+{
+	double t0 = st_now();
+	unsigned rounds = 0;
+
+	while (st_now() - t0 < 3.0) {
+		size_t npages = 32;
+		char *p = st_map(npages * ST_PAGE);
+
+		tag++;
+		st_fill(p, npages, tag, 0, 0);
+		for (; npages < 1024; npages *= 2) {
+			char what[64];
+
+			p = do_mremap(p, npages * ST_PAGE, 2 * npages * ST_PAGE,
+				      MREMAP_MAYMOVE, NULL);
+			snprintf(what, sizeof(what), "round %u, doubled to %zu "
+				 "pages", rounds, 2 * npages);
+			st_verify(what, p, npages, tag, 0, 0);
+			st_verify_zero(what, p + npages * ST_PAGE, npages * ST_PAGE);
+			st_fill(p + npages * ST_PAGE, npages, tag, npages, 0);
+			st_sleep_ms(3);
+		}
+		st_verify("before munmap", p, npages, tag, 0, 0);
+		ST_CHECK(munmap(p, npages * ST_PAGE) == 0);
+		rounds++;
+	}
+	st_note("doubling: %u rounds", rounds);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -191,6 +226,7 @@ int main(int argc, char **argv)
 		{ "move", mode_move }, { "grow", mode_grow },
 		{ "growmove", mode_growmove }, { "shrink", mode_shrink },
 		{ "piece", mode_piece }, { "dontunmap", mode_dontunmap },
+		{ "doubling", mode_doubling },
 	};
 	const char *mode = st_mode(argc, argv, "all");
 	bool any = false;
