@@ -252,56 +252,56 @@ static int still_one_mapping(struct uzs_engine *e, uintptr_t start,
 	return q.vma_start == start && q.vma_end == end;
 }
 
-/* Register [start, end), which holds nothing of ours, and start tracking it. */
+/*
+ * Register [start, end), which holds nothing of ours, and start tracking it.
+ *
+ * The range was read from maps a moment ago, and the program runs on, so
+ * it is checked on both sides of registering.  Before: a range already
+ * registered as one mapping (the end of one of ours, grown in place or
+ * moved with growth) needs nothing registered; while an event is unread
+ * nothing is done; otherwise it must still be exactly the mapping maps
+ * showed (still_one_mapping).  After: if part of it was unmapped since,
+ * the kernel registered the rest without a word, and a mapping made later
+ * in the hole would be ours by the table but not registered (st_brk.c).
+ * From then on every change to what is registered raises an event, so one
+ * look is enough: all of it, one registered mapping, or try again at the
+ * next refresh.
+ *
+ * What was registered stays registered: it may by then be part of a
+ * mapping of ours, moved there by an mremap whose event is still unread
+ * (the look says -EAGAIN), and unregistering it would hand our pages to
+ * the kernel.  A registered range outside the table holds nothing of
+ * ours; its faults are first touches.
+ */
 static void adopt(struct uzs_engine *e, uintptr_t start, uintptr_t end)
 {
 	uint64_t mode = UFFDIO_REGISTER_MODE_MISSING;
-	int rc;
+	int rc = uzs_uffd_registered(&e->app, start, end - start);
 
-	if (e->have_wp_async)
-		mode |= UFFDIO_REGISTER_MODE_WP;
-	/* Registered already, as one mapping (the end of one of ours, grown
-	 * in place or moved with growth): nothing to register, nothing to
-	 * split.  Otherwise it must still be the mapping maps showed. */
-	rc = uzs_uffd_registered(&e->app, start, end - start);
 	if (rc == -EAGAIN)
-		return;         /* an event first: try at the next refresh */
-	if (rc != 1 && still_one_mapping(e, start, end) == 0) {
-		uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx yet: it changed "
-			"since maps were read", (unsigned long)start,
-			(unsigned long)end);
 		return;
-	}
-	if (rc != 1)
-		rc = uzs_uffd_register(&e->app, start, end - start, mode);
-	else
-		rc = 0;
-	if (rc) {
-		uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx: register: %s",
-			(unsigned long)start, (unsigned long)end, uzs_strerror(-rc));
-		return;
-	}
-	/*
-	 * The range was read from maps a moment ago, and the program runs
-	 * on: if part of it was unmapped since, the kernel registered the
-	 * rest without a word, and a mapping made later in the hole would
-	 * be ours by the table but not registered (see st_brk.c).  From now
-	 * on every change to what is registered raises an event, so one look
-	 * now is enough: all of it, one registered mapping, or try again at
-	 * the next refresh.
-	 *
-	 * What was registered stays registered: it may now be part of a
-	 * mapping of ours, moved there by an mremap whose event is still
-	 * unread (the look then says -EAGAIN), and unregistering it would
-	 * hand our pages to the kernel.  A registered range outside the
-	 * table holds nothing of ours; its faults are first touches.
-	 */
-	rc = uzs_uffd_registered(&e->app, start, end - start);
 	if (rc != 1) {
-		uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx yet: it changed "
-			"while being registered", (unsigned long)start,
-			(unsigned long)end);
-		return;
+		if (still_one_mapping(e, start, end) == 0) {
+			uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx yet: "
+				"it changed since maps were read",
+				(unsigned long)start, (unsigned long)end);
+			return;
+		}
+		if (e->have_wp_async)
+			mode |= UFFDIO_REGISTER_MODE_WP;
+		rc = uzs_uffd_register(&e->app, start, end - start, mode);
+		if (rc) {
+			uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx: "
+				"register: %s", (unsigned long)start,
+				(unsigned long)end, uzs_strerror(-rc));
+			return;
+		}
+		if (uzs_uffd_registered(&e->app, start, end - start) != 1) {
+			uzs_log(e, UZS_LOG_DEBUG, "not managing %#lx-%#lx yet: "
+				"it changed while being registered",
+				(unsigned long)start, (unsigned long)end);
+			return;
+		}
 	}
 	uzs_drop_range(e, start, end);
 	if (!region_insert(e, start, end, e->have_wp_async))
