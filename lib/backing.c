@@ -84,6 +84,7 @@
 
 #include "backing.h"
 #include "mmap_region.h"
+#include "own_fds.h"
 
 /* The checksum before each object. */
 #define HDR 4u
@@ -1047,6 +1048,7 @@ int uzs_backing_open(const struct uzs_backing_config *config,
 	}
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_mutex_init(&b->wlock, NULL);
+	fd = uzs_fd_own(fd);    /* moved: the old number is gone */
 	b->fd = fd;
 	b->max_blocks = (uint32_t)(max / UZS_BACKING_BLOCK);
 	b->open = NIL;
@@ -1061,7 +1063,7 @@ void uzs_backing_close(struct uzs_backing *b)
 {
 	if (!b)
 		return;
-	close(b->fd);
+	uzs_fd_close(b->fd);
 	for (uint32_t c = 0; c < NCHUNKS && b->chunk[c]; c++)
 		uzs_region_unreserve(b->chunk[c],
 				     (size_t)CHUNK_BLOCKS * sizeof(struct block));

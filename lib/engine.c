@@ -42,6 +42,7 @@
 #include "backing.h"
 #include "engine_internal.h"
 #include "mmap_region.h"
+#include "own_fds.h"
 #include "stats.h"
 #include "stats_shm.h"
 
@@ -197,15 +198,15 @@ static int setup_uffds(struct uzs_engine *e, char *err, size_t errlen)
 		return rc;
 	/* Read (pread) whether or not the ioctl is there: the fallback for
 	 * PAGEMAP_SCAN, and staging's checks (reclaim.c). */
-	e->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	e->pagemap_fd = uzs_fd_own(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
 	if (e->pagemap_fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "uzswap: cannot read /proc/self/pagemap "
 			 "(%s); running the program uncompressed", uzs_strerror(-rc));
 		return rc;
 	}
-	e->maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	e->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	e->maps_fd = uzs_fd_own(open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
+	e->statm_fd = uzs_fd_own(open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
 	if (e->maps_fd < 0 || e->statm_fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "uzswap: cannot read /proc/self/%s (%s); "
@@ -297,8 +298,7 @@ static void close_proc_files(struct uzs_engine *e)
 	int *fds[] = { &e->pagemap_fd, &e->maps_fd, &e->statm_fd };
 
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
-		if (*fds[i] >= 0)
-			close(*fds[i]);
+		uzs_fd_close(*fds[i]);
 		*fds[i] = -1;
 	}
 }
@@ -315,6 +315,7 @@ int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 	}
 	e->cfg = *cfg;
 	e->app.fd = e->stage.fd = e->pagemap_fd = e->maps_fd = e->statm_fd = -1;
+	e->kick_fd = e->stop_fd = e->stats_fd = -1;
 	e->first_touch_window = 16;
 	e->start_ns = uzs_now_ns();
 	e->st.magic = UZS_STATS_MAGIC;
@@ -329,10 +330,9 @@ int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 		snprintf(err, errlen, "uzswap: cannot set up: %s", uzs_strerror(-rc));
 		goto fail;
 	}
-	e->stats_fd = -1;
 	if (e->cfg.stats_file[0]) {
-		e->stats_fd = open(e->cfg.stats_file,
-				   O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		e->stats_fd = uzs_fd_own(open(e->cfg.stats_file, O_WRONLY |
+					      O_APPEND | O_CREAT | O_CLOEXEC, 0644));
 		if (e->stats_fd < 0)
 			uzs_log(e, UZS_LOG_WARN, "UZSWAP_STATS_FILE=%s: %s",
 				e->cfg.stats_file, uzs_strerror(errno));
@@ -340,8 +340,8 @@ int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 	/* For `uzswap stat PID`; without it only that command is lost. */
 	if (uzs_stats_shm_create(&e->shm) != 0)
 		e->shm = NULL;
-	e->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	e->kick_fd = uzs_fd_own(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	e->stop_fd = uzs_fd_own(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	if (e->kick_fd < 0 || e->stop_fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "uzswap: eventfd: %s", uzs_strerror(errno));
@@ -366,6 +366,10 @@ fail:
 	uzs_uffd_close(&e->app);
 	uzs_uffd_close(&e->stage);
 	close_proc_files(e);
+	uzs_fd_close(e->kick_fd);
+	uzs_fd_close(e->stop_fd);
+	uzs_fd_close(e->stats_fd);
+	uzs_backing_close(e->backing);
 	return rc;
 }
 
@@ -506,10 +510,9 @@ void uzs_engine_fork_child(struct uzs_engine *e)
 	uzs_uffd_close(&e->app);
 	uzs_uffd_close(&e->stage);
 	close_proc_files(e);
-	close(e->kick_fd);
-	close(e->stop_fd);
-	if (e->stats_fd >= 0)
-		close(e->stats_fd);
+	uzs_fd_close(e->kick_fd);
+	uzs_fd_close(e->stop_fd);
+	uzs_fd_close(e->stats_fd);
 	if (e->shm)
 		uzs_stats_shm_destroy(e->shm);
 	/* Nothing is in the file now (thawed); the parent keeps using it. */

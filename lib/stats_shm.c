@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "own_fds.h"
 #include "stats_shm.h"
 
 #ifndef MFD_NOEXEC_SEAL
@@ -87,7 +88,7 @@ int uzs_stats_shm_create(struct uzs_stats_shm **out)
 		goto fail;
 	/* A fresh memfd reads as zeros: an even seq over an empty snapshot. */
 	shm->pid = (uint32_t)getpid();
-	shm->fd = fd;
+	shm->fd = uzs_fd_own(fd);
 	shm->stats.magic = UZS_STATS_MAGIC;
 	shm->stats.version = UZS_STATS_VERSION;
 	shm->stats.size = sizeof(struct uzs_engine_stats);
@@ -107,7 +108,7 @@ void uzs_stats_shm_destroy(struct uzs_stats_shm *shm)
 		return;
 	fd = shm->fd;
 	munmap(shm, SHM_LEN);
-	close(fd);
+	uzs_fd_close(fd);
 }
 
 void uzs_stats_shm_publish(struct uzs_stats_shm *shm,

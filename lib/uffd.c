@@ -22,6 +22,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "own_fds.h"
 #include "uffd.h"
 
 static int open_dev_userfaultfd(void)
@@ -154,13 +155,13 @@ int uzs_uffd_open(struct uzs_uffd *u, uint64_t want, uint64_t need,
 	 * for and enabled: those are what was asked for (and it has). */
 	u->features = (want | need) & have;
 	u->ioctls = api.ioctls;
+	u->fd = uzs_fd_own(u->fd);
 	return 0;
 }
 
 void uzs_uffd_close(struct uzs_uffd *u)
 {
-	if (u->fd >= 0)
-		close(u->fd);
+	uzs_fd_close(u->fd);
 	u->fd = -1;
 }
 

@@ -515,6 +515,10 @@ SHIM_TEST(syscall_devzero, "st_syscalls", "devzero", AGE)
 SHIM_TEST(syscall_process_vm, "st_syscalls", "vm", AGE)
 SHIM_TEST(syscall_o_direct, "st_syscalls", "direct", AGE)
 SHIM_TEST(syscall_lowest_fd, "st_syscalls", "lowest_fd", LIMIT)
+SHIM_TEST(fds_closefrom, "st_fds", "closefrom", AGE)
+SHIM_TEST(fds_close_loop, "st_fds", "close_loop", AGE)
+SHIM_TEST(fds_close_range, "st_fds", "close_range", AGE)
+SHIM_TEST(fds_kept_high, "st_fds", "low", AGE)
 SHIM_TEST(signal_handler, "st_signal", NULL, AGE)
 SHIM_TEST(exec_self, "st_exec", "exec", AGE)
 SHIM_TEST(exec_from_thread, "st_exec", "thread", AGE)
@@ -531,6 +535,26 @@ SHIM_TEST(pool_max_random_mix, "st_stress", "3 4 24", POOLMAX)
 SHIM_TEST(random_mix_four_threads, "st_stress", "3 4 32", AGE)
 SHIM_TEST(random_mix_four_threads_limit, "st_stress", "3 4 32", LIMIT)
 SHIM_TEST(random_mix_eight_threads_limit, "st_stress", "3 8 16", LIMIT)
+
+/* dup2 onto one of uzswap's descriptors is refused, and said exactly once
+ * however many times it is tried. */
+Test(shim, fds_dup2_refused)
+{
+	static const char said[] = "uzswap: dup2/dup3 onto a descriptor uzswap "
+				   "holds: refused (EBUSY)\n";
+	struct opts o = { .env = AGE };
+	struct result *r = malloc(sizeof(*r));
+
+	cr_assert_not_null(r);
+	need_shim("st_fds");
+	run(r, "st_fds", "dup2", &o);
+	assert_not_hung(r, "st_fds dup2");
+	cr_assert_eq(r->status, 0, "st_fds dup2: exit status %d\nstdout:\n%s\n"
+		     "stderr:\n%s", r->status, r->out, r->err);
+	cr_assert_str_eq(r->err, said, "st_fds dup2: stderr should be the one "
+			 "refusal line:\n%s", r->err);
+	free(r);
+}
 
 /* malloc churn in the brk heap under a limit; the stats must show heap
  * pages taken out and faulted back, or the run proved nothing. */
