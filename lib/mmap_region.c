@@ -169,6 +169,51 @@ static void name_range(void *p, size_t len)
 	      (unsigned long)UZS_REGION_NAME);
 }
 
+/*
+ * After the program's mlockall(MCL_FUTURE), every new mapping is born
+ * locked, and a locked read-write mapping is populated whole at mmap: one
+ * reservation would cost its full size at once, and could never be
+ * discarded (MADV_DONTNEED refuses locked pages).  So while that is on
+ * (preload/mlock_guard.c says so), a reservation is made PROT_NONE, which
+ * is not populated, unlocked, and only then made read-write.  One made
+ * read-write just as the program asked is unlocked and emptied: nothing
+ * is in it yet.
+ */
+static bool locking_future;
+
+void uzs_region_lock_future(bool on)
+{
+	__atomic_store_n(&locking_future, on, __ATOMIC_SEQ_CST);
+}
+
+static bool future_locked(void)
+{
+	return __atomic_load_n(&locking_future, __ATOMIC_SEQ_CST);
+}
+
+/* Map [a, a+rlen) (anywhere if a is 0), read-write and unlocked. */
+static void *map_unlocked(uintptr_t a, size_t rlen)
+{
+	int prot = future_locked() ? PROT_NONE : PROT_READ | PROT_WRITE;
+	void *p = mmap((void *)a, rlen, prot, MAP_PRIVATE | MAP_ANONYMOUS |
+		       MAP_NORESERVE | (a ? MAP_FIXED : 0), -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	if (prot == PROT_NONE) {
+		munlock(p, rlen);
+		if (mprotect(p, rlen, PROT_READ | PROT_WRITE) != 0) {
+			if (!a)
+				munmap(p, rlen);
+			return NULL;
+		}
+	} else if (future_locked()) {
+		munlock(p, rlen);
+		madvise(p, rlen, MADV_DONTNEED);
+	}
+	return p;
+}
+
 void *uzs_region_reserve(size_t len)
 {
 	size_t rlen = page_round(len);
@@ -176,17 +221,15 @@ void *uzs_region_reserve(size_t len)
 	void *p;
 
 	if (a) {
-		p = mmap((void *)a, rlen, PROT_READ | PROT_WRITE, MAP_PRIVATE |
-			 MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-		if (p != MAP_FAILED) {
+		p = map_unlocked(a, rlen);
+		if (p) {
 			no_huge_pages(p, rlen);
 			name_range(p, rlen);
 			return p;
 		}
 	}
-	p = mmap(NULL, rlen, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	p = map_unlocked(0, rlen);
+	if (!p)
 		return NULL;
 	own_add((uintptr_t)p, (uintptr_t)p + rlen);
 	no_huge_pages(p, rlen);

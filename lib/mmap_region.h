@@ -10,6 +10,7 @@
 #ifndef UZS_MMAP_REGION_H
 #define UZS_MMAP_REGION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,10 @@ void uzs_region_discard(void *addr, size_t len);
  * kernel can (process_madvise); ranges are whole pages. */
 struct iovec;
 void uzs_region_discard_many(const struct iovec *v, unsigned n);
+
+/* The program has asked (on) or stopped asking (off) for every new mapping
+ * to be locked (mlockall MCL_FUTURE): reservations must unlock themselves. */
+void uzs_region_lock_future(bool on);
 
 /*
  * The first of our reservations overlapping [start, end): returns its end
