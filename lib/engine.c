@@ -490,6 +490,29 @@ static void thaw_all(struct uzs_engine *e)
 	}
 }
 
+/*
+ * Before a core dump: the kernel dumps a page that is not there as zeros
+ * (it does not fault pages in for a dump), so every page we hold is put
+ * back first, and none is taken out again.  Called from a fatal signal's
+ * handler, on the thread that took it.  A thread that died holding the
+ * lock (in a fork hook) must not stop the dump: after two seconds
+ * without it, the dump goes ahead as it is.
+ */
+void uzs_engine_thaw_for_dump(struct uzs_engine *e)
+{
+	struct timespec ms = { 0, 1000000 };
+	unsigned tries = 0;
+
+	while (pthread_mutex_trylock(&e->lock) != 0) {
+		if (++tries > 2000)
+			return;
+		nanosleep(&ms, NULL);
+	}
+	e->takeouts_stopped = true;
+	thaw_all(e);
+	pthread_mutex_unlock(&e->lock);
+}
+
 void uzs_engine_fork_prepare(struct uzs_engine *e)
 {
 	pthread_mutex_lock(&e->lock);

@@ -139,6 +139,11 @@ struct uzs_numa_topology;
 void uzs_engine_set_topology(const struct uzs_numa_topology *t);
 
 /* pthread_atfork hooks: see engine.c on fork. */
+/* Put back every page held, and take none out again: a core dump of the
+ * process would otherwise show them as zeros.  For a fatal signal's
+ * handler; gives up after 2 s if the engine is busy. */
+void uzs_engine_thaw_for_dump(struct uzs_engine *e);
+
 void uzs_engine_fork_prepare(struct uzs_engine *e);
 void uzs_engine_fork_parent(struct uzs_engine *e);
 void uzs_engine_fork_child(struct uzs_engine *e);

@@ -118,6 +118,7 @@ static void span_init(void)
 
 	if (p == MAP_FAILED)
 		return;
+	madvise(p, SPAN_BYTES, MADV_DONTDUMP);
 	span_start = span_next = (uintptr_t)p;
 	span_end = span_start + SPAN_BYTES;
 	own_add(span_start, span_end);
@@ -158,6 +159,18 @@ static bool in_span(uintptr_t a)
 static void no_huge_pages(void *p, size_t len)
 {
 	madvise(p, len, MADV_NOHUGEPAGE);
+}
+
+/*
+ * Not in core dumps: a dump holds the program's memory, and ours is
+ * hundreds of gigabytes of reserved address space (a 208 GB sparse core
+ * for an 8 MiB program, which tools reading it choke on) and compressed
+ * copies no debugger can read.  The pages we hold are put back before a
+ * dump instead (preload/core_guard.c).
+ */
+static void not_dumped(void *p, size_t len)
+{
+	madvise(p, len, MADV_DONTDUMP);
 }
 
 static void name_range(void *p, size_t len)
@@ -224,6 +237,7 @@ void *uzs_region_reserve(size_t len)
 		p = map_unlocked(a, rlen);
 		if (p) {
 			no_huge_pages(p, rlen);
+			not_dumped(p, rlen);
 			name_range(p, rlen);
 			return p;
 		}
@@ -233,6 +247,7 @@ void *uzs_region_reserve(size_t len)
 		return NULL;
 	own_add((uintptr_t)p, (uintptr_t)p + rlen);
 	no_huge_pages(p, rlen);
+	not_dumped(p, rlen);
 	name_range(p, rlen);
 	return p;
 }
@@ -252,6 +267,7 @@ void uzs_region_unreserve(void *addr, size_t len)
 	/* Back to a reservation: the span stays whole. */
 	mmap(addr, rlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
 	     MAP_NORESERVE | MAP_FIXED, -1, 0);
+	not_dumped(addr, rlen);
 	{
 		uintptr_t top = a + rlen;
 

@@ -1,6 +1,8 @@
 /*
  * shim.c - the LD_PRELOAD entry point: read the settings, start the engine,
- * hook fork, report at exit.  Everything else lives in the library.
+ * hook fork and fatal signals (core_guard.c), report at exit.  The other
+ * guards (fd_guard.c, mlock_guard.c) are interposed symbols; everything
+ * else lives in the library.
  *
  * Failure is never fatal to the program: a bad setting or a kernel that
  * cannot support uzswap gets one line on stderr, and the program then runs
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core_guard.h"
 #include "engine.h"
 #include "env_config.h"
 #include "stats.h"
@@ -82,8 +85,10 @@ __attribute__((constructor)) static void uzswap_init(void)
 	    config.log_level >= UZS_LOG_WARN)
 		say(err);
 	start_engine();
-	if (engine)
+	if (engine) {
 		pthread_atfork(fork_prepare, fork_parent, fork_child);
+		uzs_core_guard_install(&engine);
+	}
 }
 
 /*
