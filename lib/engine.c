@@ -36,6 +36,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -303,6 +304,41 @@ static void close_proc_files(struct uzs_engine *e)
 	}
 }
 
+/*
+ * Why setting up failed, in one line.  Its tables and pool are reserved as
+ * address space up front (hundreds of GiB, MAP_NORESERVE: no memory), so
+ * ENOMEM there almost always means a cap on address space, not a lack of
+ * memory: say which.
+ */
+static void setup_failed(char *err, size_t errlen, int rc)
+{
+	struct rlimit rl;
+	char mode = 0;
+	int fd;
+
+	if (rc == -ENOMEM && getrlimit(RLIMIT_AS, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY) {
+		snprintf(err, errlen, "uzswap: cannot reserve address space for "
+			 "its tables: RLIMIT_AS (ulimit -v) is %llu MiB; uzswap "
+			 "needs it unlimited; running the program uncompressed",
+			 (unsigned long long)(rl.rlim_cur >> 20));
+		return;
+	}
+	fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, &mode, 1) != 1)
+			mode = 0;
+		close(fd);
+	}
+	if (rc == -ENOMEM && mode == '2')
+		snprintf(err, errlen, "uzswap: cannot reserve address space for "
+			 "its tables: vm.overcommit_memory is 2 (strict), which "
+			 "uzswap does not support; running the program uncompressed");
+	else
+		snprintf(err, errlen, "uzswap: cannot set up: %s; running the "
+			 "program uncompressed", uzs_strerror(-rc));
+}
+
 int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 		     char *err, size_t errlen)
 {
@@ -327,7 +363,7 @@ int uzs_engine_start(const struct uzs_config *cfg, struct uzs_engine **out,
 		goto fail;
 	rc = setup_memory(e);
 	if (rc) {
-		snprintf(err, errlen, "uzswap: cannot set up: %s", uzs_strerror(-rc));
+		setup_failed(err, errlen, rc);
 		goto fail;
 	}
 	if (e->cfg.stats_file[0]) {

@@ -58,6 +58,21 @@ static void own_remove(uintptr_t start)
 	}
 }
 
+size_t uzs_region_reserved_bytes(void)
+{
+	size_t total = 0;
+
+	/* The span is one of the ranges, whole: what it hands out is in it. */
+	for (unsigned i = 0; i < OWN_MAX; i++) {
+		uintptr_t e = __atomic_load_n(&own_ranges[i].end, __ATOMIC_ACQUIRE);
+		uintptr_t s = __atomic_load_n(&own_ranges[i].start, __ATOMIC_ACQUIRE);
+
+		if (e > s)
+			total += e - s;
+	}
+	return total;
+}
+
 uintptr_t uzs_region_own_overlap(uintptr_t start, uintptr_t end,
 				 uintptr_t *own_start)
 {

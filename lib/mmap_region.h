@@ -29,6 +29,9 @@ void uzs_region_discard(void *addr, size_t len);
 struct iovec;
 void uzs_region_discard_many(const struct iovec *v, unsigned n);
 
+/* Address space our reservations take, in bytes (RLIMIT_AS counts it). */
+size_t uzs_region_reserved_bytes(void);
+
 /* The program has asked (on) or stopped asking (off) for every new mapping
  * to be locked (mlockall MCL_FUTURE): reservations must unlock themselves. */
 void uzs_region_lock_future(bool on);

@@ -93,6 +93,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -1383,6 +1384,13 @@ fail:
 	uzs_region_unreserve(p->arena, (size_t)p->arena_pages * UZS_PAGE_SIZE);
 	uzs_region_unreserve(p, sizeof(*p));
 	return err;
+}
+
+void uzs_pool_not_inherited(struct uzs_pool *p)
+{
+	madvise(p->arena, (size_t)p->arena_pages * UZS_PAGE_SIZE, MADV_DONTFORK);
+	madvise(p->zs, (size_t)p->arena_pages * sizeof(struct zspage),
+		MADV_DONTFORK);
 }
 
 void uzs_pool_destroy(struct uzs_pool *p)

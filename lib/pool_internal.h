@@ -47,6 +47,11 @@ unsigned uzs_pool_fragments_of(struct uzs_pool *pool, uzs_handle_t handle,
 /* Pool memory held now: cheaper than uzs_pool_stats (no fullness walk). */
 uint64_t uzs_pool_held_bytes(struct uzs_pool *pool);
 
+/* Leave the pool's arena and descriptors out of fork children (the engine's
+ * pools: a child starts an engine of its own, and would otherwise carry the
+ * parent's reserved address space twice over). */
+void uzs_pool_not_inherited(struct uzs_pool *pool);
+
 /* Memory the pool holds besides its zspages: its metadata in use
  * (uzs_pool_stats' metadata_bytes) and the empty zspages it keeps mapped
  * for reuse.  Cheap. */

@@ -94,6 +94,8 @@ static int create_pool(struct uzs_engine *e, unsigned i)
 		pc.numa_node = -1;
 		rc = uzs_pool_create(&pc, &e->pools[i]);
 	}
+	if (!rc)
+		uzs_pool_not_inherited(e->pools[i]);
 	e->st.pool[i].node = e->numa.pool_node[i];
 	return rc;
 }
