@@ -29,6 +29,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "own_fds.h"
 
 static int (*real_close)(int);
@@ -42,32 +43,32 @@ __attribute__((constructor)) static void fd_guard_init(void)
 	real_dup3 = (int (*)(int, int, int))dlsym(RTLD_NEXT, "dup3");
 }
 
-static int pass_close(int fd)
+GUARD_ENTRY static int pass_close(int fd)
 {
 	return real_close ? real_close(fd) : (int)syscall(SYS_close, fd);
 }
 
-static int sys_close_range(unsigned first, unsigned last, unsigned flags)
+GUARD_ENTRY static int sys_close_range(unsigned first, unsigned last, unsigned flags)
 {
 	return (int)syscall(SYS_close_range, first, last, flags);
 }
 
-int close(int fd)
+GUARD_ENTRY int close(int fd)
 {
-	if (uzs_fd_is_own(fd)) {
+	if (GUARDS_ON() && uzs_fd_is_own(fd)) {
 		errno = EBADF;
 		return -1;
 	}
 	return pass_close(fd);
 }
 
-int close_range(unsigned first, unsigned last, int flags)
+GUARD_ENTRY int close_range(unsigned first, unsigned last, int flags)
 {
 	int own[UZS_OWN_FDS_MAX];
 	unsigned n, from = first;
 
 	/* Only marking close-on-exec, which ours already are. */
-	if (first > last || (flags & CLOSE_RANGE_CLOEXEC))
+	if (!GUARDS_ON() || first > last || (flags & CLOSE_RANGE_CLOEXEC))
 		return sys_close_range(first, last, (unsigned)flags);
 	n = uzs_fds_owned(own);
 	for (unsigned i = 0; i < n; i++) {
@@ -84,7 +85,7 @@ int close_range(unsigned first, unsigned last, int flags)
 	return sys_close_range(from, last, (unsigned)flags);
 }
 
-void closefrom(int lowfd)
+GUARD_ENTRY void closefrom(int lowfd)
 {
 	struct rlimit rl;
 
@@ -112,9 +113,9 @@ static int refuse_replace(void)
 	return -1;
 }
 
-int dup2(int oldfd, int newfd)
+GUARD_ENTRY int dup2(int oldfd, int newfd)
 {
-	if (oldfd != newfd && uzs_fd_is_own(newfd))
+	if (GUARDS_ON() && oldfd != newfd && uzs_fd_is_own(newfd))
 		return refuse_replace();
 	if (real_dup2)
 		return real_dup2(oldfd, newfd);
@@ -123,9 +124,9 @@ int dup2(int oldfd, int newfd)
 	return (int)syscall(SYS_dup3, oldfd, newfd, 0);
 }
 
-int dup3(int oldfd, int newfd, int flags)
+GUARD_ENTRY int dup3(int oldfd, int newfd, int flags)
 {
-	if (oldfd != newfd && uzs_fd_is_own(newfd))
+	if (GUARDS_ON() && oldfd != newfd && uzs_fd_is_own(newfd))
 		return refuse_replace();
 	return real_dup3 ? real_dup3(oldfd, newfd, flags)
 			 : (int)syscall(SYS_dup3, oldfd, newfd, flags);

@@ -35,6 +35,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "mmap_region.h"
 
 #ifndef MLOCK_ONFAULT
@@ -157,11 +158,11 @@ static int lock_current(unsigned flags)
 	return rc;
 }
 
-int mlockall(int flags)
+GUARD_ENTRY int mlockall(int flags)
 {
 	int rc = 0;
 
-	if (!uzswap_present() || (flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)) ||
+	if (!GUARDS_ON() || !uzswap_present() || (flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)) ||
 	    !(flags & (MCL_CURRENT | MCL_FUTURE)))
 		return (int)syscall(SYS_mlockall, flags);
 	/* The kernel's mlockall without MCL_FUTURE ends an earlier one; only
@@ -189,11 +190,11 @@ int mlockall(int flags)
 	return 0;
 }
 
-int munlockall(void)
+GUARD_ENTRY int munlockall(void)
 {
 	int rc = (int)syscall(SYS_munlockall);
 
-	if (rc == 0)
+	if (rc == 0 && GUARDS_ON())
 		uzs_region_lock_future(false);
 	return rc;
 }

@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "mmap_region.h"
 
 _Static_assert(sizeof(struct rlimit) == sizeof(struct rlimit64) &&
@@ -46,21 +47,23 @@ static rlim_t lower_by(rlim_t v, rlim_t by)
 	return v == RLIM_INFINITY ? v : v > by ? v - by : 0;
 }
 
-static int sys_prlimit(int resource, const struct rlimit *new, struct rlimit *old)
+GUARD_ENTRY static int sys_prlimit(int resource, const struct rlimit *new, struct rlimit *old)
 {
 	return (int)syscall(SYS_prlimit64, 0, resource, new, old);
 }
 
 /* The process's own limit, set (new) and/or read (old), as the program
  * sees it. */
-static int own_prlimit(int resource, const struct rlimit *new, struct rlimit *old)
+GUARD_ENTRY static int own_prlimit(int resource, const struct rlimit *new,
+				       struct rlimit *old)
 {
 	struct rlimit adj;
-	rlim_t by = 0, was = __atomic_load_n(&added, __ATOMIC_RELAXED);
+	rlim_t by = 0, was;
 	size_t ours;
 
-	if (resource != RLIMIT_AS)
+	if (!GUARDS_ON() || resource != RLIMIT_AS)
 		return sys_prlimit(resource, new, old);
+	was = __atomic_load_n(&added, __ATOMIC_RELAXED);
 	if (new) {
 		ours = uzs_region_reserved_bytes();
 		by = ours ? (rlim_t)ours + SLACK : 0;
@@ -79,28 +82,28 @@ static int own_prlimit(int resource, const struct rlimit *new, struct rlimit *ol
 	return 0;
 }
 
-int setrlimit(__rlimit_resource_t resource, const struct rlimit *rl)
+GUARD_ENTRY int setrlimit(__rlimit_resource_t resource, const struct rlimit *rl)
 {
 	return own_prlimit((int)resource, rl, NULL);
 }
 
 /* struct rlimit64 is struct rlimit on 64-bit machines (checked below). */
-int setrlimit64(__rlimit_resource_t resource, const struct rlimit64 *rl)
+GUARD_ENTRY int setrlimit64(__rlimit_resource_t resource, const struct rlimit64 *rl)
 {
 	return own_prlimit((int)resource, (const struct rlimit *)rl, NULL);
 }
 
-int getrlimit(__rlimit_resource_t resource, struct rlimit *rl)
+GUARD_ENTRY int getrlimit(__rlimit_resource_t resource, struct rlimit *rl)
 {
 	return own_prlimit((int)resource, NULL, rl);
 }
 
-int getrlimit64(__rlimit_resource_t resource, struct rlimit64 *rl)
+GUARD_ENTRY int getrlimit64(__rlimit_resource_t resource, struct rlimit64 *rl)
 {
 	return own_prlimit((int)resource, NULL, (struct rlimit *)rl);
 }
 
-int prlimit(pid_t pid, __rlimit_resource_t resource, const struct rlimit *new,
+GUARD_ENTRY int prlimit(pid_t pid, __rlimit_resource_t resource, const struct rlimit *new,
 	    struct rlimit *old)
 {
 	if (pid && pid != getpid())
@@ -108,7 +111,7 @@ int prlimit(pid_t pid, __rlimit_resource_t resource, const struct rlimit *new,
 	return own_prlimit((int)resource, new, old);
 }
 
-int prlimit64(pid_t pid, __rlimit_resource_t resource,
+GUARD_ENTRY int prlimit64(pid_t pid, __rlimit_resource_t resource,
 	      const struct rlimit64 *new, struct rlimit64 *old)
 {
 	return prlimit(pid, resource, (const struct rlimit *)new,

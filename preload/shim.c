@@ -17,6 +17,7 @@
 
 #include "core_guard.h"
 #include "engine.h"
+#include "guard.h"
 #include "env_config.h"
 #include "stats.h"
 
@@ -37,6 +38,8 @@ static const char *get_env(const char *name)
 {
 	return getenv(name);
 }
+
+int uzs_guards_on;
 
 static void start_engine(void)
 {
@@ -88,6 +91,7 @@ __attribute__((constructor)) static void uzswap_init(void)
 	if (engine) {
 		pthread_atfork(fork_prepare, fork_parent, fork_child);
 		uzs_core_guard_install(&engine);
+		__atomic_store_n(&uzs_guards_on, 1, __ATOMIC_RELEASE);
 	}
 }
 

@@ -297,6 +297,7 @@ Test(cli, run_sets_environment)
 {
 	struct result r;
 	char want[4096];
+	char *shim;
 
 	NEED_SHIM();
 	run(&r, ENV(shim_env(), "UZSWAP_DISABLE=1", "UZSWAP_LIMIT=1G"),
@@ -305,8 +306,8 @@ Test(cli, run_sets_environment)
 		 "--", "/bin/sh", "-c",
 		 "echo $UZSWAP_LIMIT $UZSWAP_COLD_AGE $UZSWAP_STATS $UZSWAP_LOG "
 		 "$UZSWAP_STATS_FILE $UZSWAP_BACKING $UZSWAP_POOL_MAX; echo $LD_PRELOAD"));
-	snprintf(want, sizeof(want), "64M 30s 1 info /tmp/x.jsonl off 1G\n%s\n",
-		 realpath(SHIM, NULL));
+	shim = realpath(SHIM, NULL);
+	snprintf(want, sizeof(want), "64M 30s 1 info /tmp/x.jsonl off 1G\n%s\n", shim);
 	cr_assert_eq(r.status, 0, "status %d: %s", r.status, r.err);
 	cr_assert_str_eq(r.out, want);
 
@@ -314,7 +315,8 @@ Test(cli, run_sets_environment)
 	run(&r, ENV(shim_env(), "UZSWAP_DISABLE=1", "LD_PRELOAD=" SHIM),
 	    ARGS("run", "/bin/sh", "-c", "echo $LD_PRELOAD"));
 	cr_assert_eq(r.status, 0, "status %d: %s", r.status, r.err);
-	snprintf(want, sizeof(want), "%s\n", realpath(SHIM, NULL));
+	snprintf(want, sizeof(want), "%s\n", shim);
+	free(shim);
 	cr_assert_str_eq(r.out, want);
 }
 
