@@ -29,66 +29,8 @@
 #include <unistd.h>
 
 #include "engine_internal.h"
+#include "maps_line.h"
 #include "mmap_region.h"
-
-struct maps_line {
-	uintptr_t start, end;
-	char perms[5];
-	bool anonymous;         /* no file, no device */
-	const char *name;       /* "" when unnamed */
-	size_t name_len;
-};
-
-static uintptr_t parse_hex(const char **p)
-{
-	uintptr_t v = 0;
-
-	for (;; (*p)++) {
-		char c = **p;
-
-		if (c >= '0' && c <= '9')
-			v = v * 16 + (uintptr_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v = v * 16 + (uintptr_t)(c - 'a' + 10);
-		else
-			return v;
-	}
-}
-
-static const char *skip_field(const char *p, const char *end)
-{
-	while (p < end && *p != ' ')
-		p++;
-	while (p < end && *p == ' ')
-		p++;
-	return p;
-}
-
-/* Parse one line [p, end) of /proc/self/maps; false if malformed. */
-static bool parse_maps_line(const char *p, const char *end, struct maps_line *l)
-{
-	const char *dev, *inode;
-
-	l->start = parse_hex(&p);
-	if (*p++ != '-')
-		return false;
-	l->end = parse_hex(&p);
-	if (*p++ != ' ' || end - p < 5)
-		return false;
-	memcpy(l->perms, p, 4);
-	l->perms[4] = 0;
-	p = skip_field(p, end);         /* perms */
-	p = skip_field(p, end);         /* offset */
-	dev = p;
-	p = skip_field(p, end);         /* dev */
-	inode = p;
-	p = skip_field(p, end);         /* inode */
-	l->anonymous = strncmp(dev, "00:00 ", 6) == 0 && inode[0] == '0' &&
-		       inode[1] == ' ';
-	l->name = p;
-	l->name_len = (size_t)(end - p);
-	return l->start < l->end;
-}
 
 static bool name_is(const struct maps_line *l, const char *s)
 {
@@ -379,7 +321,7 @@ int uzs_regions_refresh(struct uzs_engine *e)
 		fill += (size_t)n;
 		off += n;
 		while ((nl = memchr(buf + used, '\n', fill - used))) {
-			if (parse_maps_line(buf + used, nl, &cur)) {
+			if (uzs_maps_line_parse(buf + used, nl, &cur)) {
 				if (eligible(e, &cur, have_prev ? &prev : NULL))
 					adopt_not_own(e, cur.start, cur.end);
 				prev = cur;

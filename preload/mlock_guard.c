@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "guard.h"
+#include "maps_line.h"
 #include "mmap_region.h"
 
 #ifndef MLOCK_ONFAULT
@@ -86,35 +87,18 @@ static int lock_mapping(uintptr_t start, uintptr_t end, unsigned flags)
 	return 0;
 }
 
-static uintptr_t parse_hex(const char **p)
-{
-	uintptr_t v = 0;
-
-	for (;; (*p)++) {
-		char c = **p;
-
-		if (c >= '0' && c <= '9')
-			v = v * 16 + (uintptr_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v = v * 16 + (uintptr_t)(c - 'a' + 10);
-		else
-			return v;
-	}
-}
-
-/* One line of /proc/self/maps: "start-end perms ...". */
+/* One line of /proc/self/maps. */
 static int lock_line(const char *line, unsigned flags)
 {
-	uintptr_t start = parse_hex(&line), end;
+	struct maps_line l;
 
-	if (*line++ != '-')
+	if (!uzs_maps_line_parse(line, line + strlen(line), &l))
 		return 0;
-	end = parse_hex(&line);
 	/* mlock2 populates what it locks and fails (ENOMEM) where it cannot,
 	 * as on a PROT_NONE mapping; mlockall locks that without a word. */
-	if (!strncmp(line, " ---", 4))
+	if (!strncmp(l.perms, "---", 3))
 		flags |= MLOCK_ONFAULT;
-	return start < end ? lock_mapping(start, end, flags) : 0;
+	return lock_mapping(l.start, l.end, flags);
 }
 
 /* MCL_CURRENT, less our memory: every mapping in /proc/self/maps. */
