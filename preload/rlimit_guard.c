@@ -53,22 +53,35 @@ GUARD_ENTRY static int sys_prlimit(int resource, const struct rlimit *new, struc
 }
 
 /* The process's own limit, set (new) and/or read (old), as the program
- * sees it. */
+ * sees it.  What is added is fixed at the first setting, so that setting
+ * back what was read changes nothing.  The hard limit is never raised
+ * beyond where it is unless the program asks for that: without privilege
+ * raising it fails, and a program that sets (soft, the hard it read)
+ * would get EPERM, as would one exec'd under a limit we raised, which sees
+ * it raised. */
 GUARD_ENTRY static int own_prlimit(int resource, const struct rlimit *new,
-				       struct rlimit *old)
+				   struct rlimit *old)
 {
-	struct rlimit adj;
-	rlim_t by = 0, was;
-	size_t ours;
+	struct rlimit adj, now;
+	rlim_t by, was;
 
 	if (!GUARDS_ON() || resource != RLIMIT_AS)
 		return sys_prlimit(resource, new, old);
 	was = __atomic_load_n(&added, __ATOMIC_RELAXED);
+	by = was;
 	if (new) {
-		ours = uzs_region_reserved_bytes();
-		by = ours ? (rlim_t)ours + SLACK : 0;
-		adj.rlim_cur = raise_by(new->rlim_cur, by);
+		size_t ours = uzs_region_reserved_bytes();
+
+		if (!by && ours)
+			by = (rlim_t)ours + SLACK;
+		if (sys_prlimit(resource, NULL, &now) != 0)
+			return -1;
 		adj.rlim_max = raise_by(new->rlim_max, by);
+		if (new->rlim_max <= now.rlim_max && adj.rlim_max > now.rlim_max)
+			adj.rlim_max = now.rlim_max;
+		adj.rlim_cur = raise_by(new->rlim_cur, by);
+		if (new->rlim_cur <= new->rlim_max && adj.rlim_cur > adj.rlim_max)
+			adj.rlim_cur = adj.rlim_max;
 		new = &adj;
 	}
 	if (sys_prlimit(resource, new, old) != 0)

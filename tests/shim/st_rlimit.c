@@ -3,7 +3,8 @@
  * the room it asked for, though uzswap reserves hundreds of GiB of address
  * space, and the cap still holds.
  * With compressed data in memory, the program sets RLIMIT_AS to CAP; then:
- *  - getrlimit and prlimit read back exactly CAP;
+ *  - getrlimit and prlimit read back exactly CAP, and setting a lower soft
+ *    limit under the same hard one reads back as set;
  *  - mmap of BIG, and brk growth, succeed;
  *  - mmap of more than CAP fails with ENOMEM;
  *  - every byte of the data is intact, and new data is still taken out.
@@ -37,6 +38,18 @@ int main(int argc, char **argv)
 	if (prlimit(0, RLIMIT_AS, NULL, &back) != 0 || back.rlim_cur != CAP)
 		st_fail("prlimit(0, RLIMIT_AS) reads %llu, not %llu",
 			(unsigned long long)back.rlim_cur, (unsigned long long)CAP);
+	/* Setting the hard limit read back changes nothing (and must not
+	 * fail: raising a hard limit needs privilege). */
+	rl.rlim_cur = CAP / 2;
+	if (setrlimit(RLIMIT_AS, &rl) != 0)
+		st_fail("setrlimit(RLIMIT_AS, 512 MiB, the hard 1 GiB): %s",
+			strerror(errno));
+	if (getrlimit(RLIMIT_AS, &back) != 0 || back.rlim_cur != CAP / 2 ||
+	    back.rlim_max != CAP)
+		st_fail("getrlimit(RLIMIT_AS) reads %llu/%llu after setting %llu/%llu",
+			(unsigned long long)back.rlim_cur,
+			(unsigned long long)back.rlim_max,
+			(unsigned long long)CAP / 2, (unsigned long long)CAP);
 	big = mmap(NULL, BIG, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (big == MAP_FAILED)
