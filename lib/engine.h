@@ -141,7 +141,8 @@ void uzs_engine_set_topology(const struct uzs_numa_topology *t);
 /* pthread_atfork hooks: see engine.c on fork. */
 /* Put back every page held, and take none out again: a core dump of the
  * process would otherwise show them as zeros.  For a fatal signal's
- * handler; gives up after 2 s if the engine is busy. */
+ * handler: spends at most 2 s putting pages back, and gives up after 2 s
+ * if the engine's lock cannot be had. */
 void uzs_engine_thaw_for_dump(struct uzs_engine *e);
 
 void uzs_engine_fork_prepare(struct uzs_engine *e);
