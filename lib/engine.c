@@ -324,6 +324,14 @@ static void setup_failed(char *err, size_t errlen, int rc)
 			 (unsigned long long)(rl.rlim_cur >> 20));
 		return;
 	}
+	if (rc == -ENOMEM && getrlimit(RLIMIT_DATA, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY) {
+		snprintf(err, errlen, "uzswap: cannot reserve address space for "
+			 "its tables: RLIMIT_DATA (ulimit -d) is %llu MiB; uzswap "
+			 "needs it unlimited; running the program uncompressed",
+			 (unsigned long long)(rl.rlim_cur >> 20));
+		return;
+	}
 	fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		if (read(fd, &mode, 1) != 1)

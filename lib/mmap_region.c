@@ -58,21 +58,6 @@ static void own_remove(uintptr_t start)
 	}
 }
 
-size_t uzs_region_reserved_bytes(void)
-{
-	size_t total = 0;
-
-	/* The span is one of the ranges, whole: what it hands out is in it. */
-	for (unsigned i = 0; i < OWN_MAX; i++) {
-		uintptr_t e = __atomic_load_n(&own_ranges[i].end, __ATOMIC_ACQUIRE);
-		uintptr_t s = __atomic_load_n(&own_ranges[i].start, __ATOMIC_ACQUIRE);
-
-		if (e > s)
-			total += e - s;
-	}
-	return total;
-}
-
 uintptr_t uzs_region_own_overlap(uintptr_t start, uintptr_t end,
 				 uintptr_t *own_start)
 {
@@ -340,4 +325,23 @@ void uzs_region_discard_many(const struct iovec *v, unsigned n)
 	/* Not done, or in part: DONTNEED twice is harmless. */
 	for (unsigned i = 0; i < n; i++)
 		madvise(v[i].iov_base, v[i].iov_len, MADV_DONTNEED);
+}
+
+size_t uzs_region_reserved_bytes(bool writable)
+{
+	size_t total = 0;
+
+	/* Of the span, only what it has handed out is read-write. */
+	if (writable && span_start)
+		total -= span_end - __atomic_load_n(&span_next, __ATOMIC_ACQUIRE);
+
+	/* The span is one of the ranges, whole: what it hands out is in it. */
+	for (unsigned i = 0; i < OWN_MAX; i++) {
+		uintptr_t e = __atomic_load_n(&own_ranges[i].end, __ATOMIC_ACQUIRE);
+		uintptr_t s = __atomic_load_n(&own_ranges[i].start, __ATOMIC_ACQUIRE);
+
+		if (e > s)
+			total += e - s;
+	}
+	return total;
 }

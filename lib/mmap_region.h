@@ -29,8 +29,10 @@ void uzs_region_discard(void *addr, size_t len);
 struct iovec;
 void uzs_region_discard_many(const struct iovec *v, unsigned n);
 
-/* Address space our reservations take, in bytes (RLIMIT_AS counts it). */
-size_t uzs_region_reserved_bytes(void);
+/* Address space our reservations take, in bytes: all of it (what
+ * RLIMIT_AS counts), or only the read-write part (what RLIMIT_DATA
+ * counts). */
+size_t uzs_region_reserved_bytes(bool writable);
 
 /* The program has asked (on) or stopped asking (off) for every new mapping
  * to be locked (mlockall MCL_FUTURE): reservations must unlock themselves. */

@@ -1,13 +1,13 @@
 /*
- * rlimit_guard.c - RLIMIT_AS as the program means it: its own address
- * space, not uzswap's.
+ * rlimit_guard.c - RLIMIT_AS and RLIMIT_DATA as the program means them:
+ * its own address space, not uzswap's.
  *
  * uzswap reserves some hundreds of GiB of address space for its tables and
  * pool (no memory: MAP_NORESERVE), and the kernel counts it against
- * RLIMIT_AS.  A program that caps itself (`ulimit -v` in a shell script,
+ * RLIMIT_AS, and its read-write part against RLIMIT_DATA.  A program that caps itself (`ulimit -v` in a shell script,
  * a test runner's resource.setrlimit) would find its next mmap or brk
  * refused at once: bash under uzswap died of `ulimit -v 2000000`.  So
- * while uzswap holds reservations, a finite RLIMIT_AS the program sets on
+ * while uzswap holds reservations, a finite limit of either the program sets on
  * itself is raised by what they take (and slack for what they may grow by),
  * and reading it back takes that off again: the program sees the numbers
  * it set, and gets the room it asked for.
@@ -34,8 +34,8 @@ _Static_assert(sizeof(struct rlimit) == sizeof(struct rlimit64) &&
 /* Room left for reservations made after the limit is set. */
 #define SLACK ((rlim_t)64 << 20)
 
-/* What was added to the limit in force; 0 if it is the program's own. */
-static rlim_t added;
+/* What was added to each limit in force; 0 if it is the program's own. */
+static rlim_t added_as, added_data;
 
 static rlim_t raise_by(rlim_t v, rlim_t by)
 {
@@ -63,14 +63,15 @@ GUARD_ENTRY static int own_prlimit(int resource, const struct rlimit *new,
 				   struct rlimit *old)
 {
 	struct rlimit adj, now;
-	rlim_t by, was;
+	rlim_t by, was, *added;
 
-	if (!GUARDS_ON() || resource != RLIMIT_AS)
+	if (!GUARDS_ON() || (resource != RLIMIT_AS && resource != RLIMIT_DATA))
 		return sys_prlimit(resource, new, old);
-	was = __atomic_load_n(&added, __ATOMIC_RELAXED);
+	added = resource == RLIMIT_AS ? &added_as : &added_data;
+	was = __atomic_load_n(added, __ATOMIC_RELAXED);
 	by = was;
 	if (new) {
-		size_t ours = uzs_region_reserved_bytes();
+		size_t ours = uzs_region_reserved_bytes(resource == RLIMIT_DATA);
 
 		if (!by && ours)
 			by = (rlim_t)ours + SLACK;
@@ -91,7 +92,7 @@ GUARD_ENTRY static int own_prlimit(int resource, const struct rlimit *new,
 		old->rlim_max = lower_by(old->rlim_max, was);
 	}
 	if (new)
-		__atomic_store_n(&added, by, __ATOMIC_RELAXED);
+		__atomic_store_n(added, by, __ATOMIC_RELAXED);
 	return 0;
 }
 
