@@ -30,11 +30,35 @@ static struct own_range {
 	uintptr_t start, end;   /* end == 0: free slot */
 } own_ranges[OWN_MAX];
 
+/* Slots at or past this were never used: readers stop there.  The table
+ * is read for every line of /proc/self/maps at every scan, and holds a
+ * few dozen ranges, not 4096.  Raised before a slot is claimed, so a
+ * reader that can see the slot scans far enough. */
+static unsigned own_used;
+
+static void own_cover(unsigned n)
+{
+	unsigned cur = __atomic_load_n(&own_used, __ATOMIC_RELAXED);
+
+	while (cur < n && !__atomic_compare_exchange_n(&own_used, &cur, n, false,
+						       __ATOMIC_RELEASE,
+						       __ATOMIC_RELAXED))
+		;
+}
+
+static unsigned own_scan_limit(void)
+{
+	return __atomic_load_n(&own_used, __ATOMIC_ACQUIRE);
+}
+
 static void own_add(uintptr_t start, uintptr_t end)
 {
 	for (unsigned i = 0; i < OWN_MAX; i++) {
 		uintptr_t zero = 0;
 
+		if (__atomic_load_n(&own_ranges[i].end, __ATOMIC_RELAXED))
+			continue;
+		own_cover(i + 1);
 		if (__atomic_compare_exchange_n(&own_ranges[i].end, &zero, end,
 						false, __ATOMIC_ACQ_REL,
 						__ATOMIC_RELAXED)) {
@@ -48,7 +72,7 @@ static void own_add(uintptr_t start, uintptr_t end)
 
 static void own_remove(uintptr_t start)
 {
-	for (unsigned i = 0; i < OWN_MAX; i++) {
+	for (unsigned i = 0, n = own_scan_limit(); i < n; i++) {
 		if (__atomic_load_n(&own_ranges[i].start, __ATOMIC_ACQUIRE) == start &&
 		    __atomic_load_n(&own_ranges[i].end, __ATOMIC_ACQUIRE)) {
 			__atomic_store_n(&own_ranges[i].start, 0, __ATOMIC_RELEASE);
@@ -64,7 +88,7 @@ uintptr_t uzs_region_own_overlap(uintptr_t start, uintptr_t end,
 	uintptr_t best = 0, best_end = 0;
 
 	/* The lowest own range overlapping [start, end), if any. */
-	for (unsigned i = 0; i < OWN_MAX; i++) {
+	for (unsigned i = 0, n = own_scan_limit(); i < n; i++) {
 		uintptr_t e = __atomic_load_n(&own_ranges[i].end, __ATOMIC_ACQUIRE);
 		uintptr_t s = __atomic_load_n(&own_ranges[i].start, __ATOMIC_ACQUIRE);
 
@@ -336,7 +360,7 @@ size_t uzs_region_reserved_bytes(bool writable)
 		total -= span_end - __atomic_load_n(&span_next, __ATOMIC_ACQUIRE);
 
 	/* The span is one of the ranges, whole: what it hands out is in it. */
-	for (unsigned i = 0; i < OWN_MAX; i++) {
+	for (unsigned i = 0, n = own_scan_limit(); i < n; i++) {
 		uintptr_t e = __atomic_load_n(&own_ranges[i].end, __ATOMIC_ACQUIRE);
 		uintptr_t s = __atomic_load_n(&own_ranges[i].start, __ATOMIC_ACQUIRE);
 
