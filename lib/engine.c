@@ -312,23 +312,21 @@ static void close_proc_files(struct uzs_engine *e)
  */
 static void setup_failed(char *err, size_t errlen, int rc)
 {
+	static const struct { int resource; const char *name; } caps[] = {
+		{ RLIMIT_AS, "RLIMIT_AS (ulimit -v)" },
+		{ RLIMIT_DATA, "RLIMIT_DATA (ulimit -d)" },
+	};
 	struct rlimit rl;
 	char mode = 0;
 	int fd;
 
-	if (rc == -ENOMEM && getrlimit(RLIMIT_AS, &rl) == 0 &&
-	    rl.rlim_cur != RLIM_INFINITY) {
+	for (size_t i = 0; rc == -ENOMEM && i < sizeof(caps) / sizeof(caps[0]); i++) {
+		if (getrlimit(caps[i].resource, &rl) != 0 ||
+		    rl.rlim_cur == RLIM_INFINITY)
+			continue;
 		snprintf(err, errlen, "uzswap: cannot reserve address space for "
-			 "its tables: RLIMIT_AS (ulimit -v) is %llu MiB; uzswap "
-			 "needs it unlimited; running the program uncompressed",
-			 (unsigned long long)(rl.rlim_cur >> 20));
-		return;
-	}
-	if (rc == -ENOMEM && getrlimit(RLIMIT_DATA, &rl) == 0 &&
-	    rl.rlim_cur != RLIM_INFINITY) {
-		snprintf(err, errlen, "uzswap: cannot reserve address space for "
-			 "its tables: RLIMIT_DATA (ulimit -d) is %llu MiB; uzswap "
-			 "needs it unlimited; running the program uncompressed",
+			 "its tables: %s is %llu MiB; uzswap needs it unlimited; "
+			 "running the program uncompressed", caps[i].name,
 			 (unsigned long long)(rl.rlim_cur >> 20));
 		return;
 	}

@@ -353,11 +353,7 @@ void uzs_region_discard_many(const struct iovec *v, unsigned n)
 
 size_t uzs_region_reserved_bytes(bool writable)
 {
-	size_t total = 0;
-
-	/* Of the span, only what it has handed out is read-write. */
-	if (writable && span_start)
-		total -= span_end - __atomic_load_n(&span_next, __ATOMIC_ACQUIRE);
+	size_t total = 0, unused = 0;
 
 	/* The span is one of the ranges, whole: what it hands out is in it. */
 	for (unsigned i = 0, n = own_scan_limit(); i < n; i++) {
@@ -367,5 +363,8 @@ size_t uzs_region_reserved_bytes(bool writable)
 		if (e > s)
 			total += e - s;
 	}
-	return total;
+	/* Of the span, only what it has handed out is read-write. */
+	if (writable && span_start)
+		unused = span_end - __atomic_load_n(&span_next, __ATOMIC_ACQUIRE);
+	return total > unused ? total - unused : 0;
 }

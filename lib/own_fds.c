@@ -100,15 +100,14 @@ unsigned uzs_fds_owned(int *out)
 {
 	unsigned n = 0;
 
+	/* Insertion sort: there are at most UZS_OWN_FDS_MAX. */
 	for (unsigned i = 0; i < UZS_OWN_FDS_MAX; i++) {
 		int fd = __atomic_load_n(&own[i], __ATOMIC_ACQUIRE) - 1;
-		unsigned j = n++;
+		unsigned j;
 
-		if (fd < 0) {
-			n--;
+		if (fd < 0)
 			continue;
-		}
-		for (; j > 0 && out[j - 1] > fd; j--)
+		for (j = n++; j > 0 && out[j - 1] > fd; j--)
 			out[j] = out[j - 1];
 		out[j] = fd;
 	}
